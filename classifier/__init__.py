@@ -1,0 +1,1 @@
+"""The confirm stage (Visual-Qwen) and the cascade. Built on ``indexer``."""

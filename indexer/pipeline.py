@@ -1,0 +1,128 @@
+"""One media file → one :class:`VideoRecord`: hash, decode, sample, embed, PDQ, transcribe.
+
+The sequential form: each stage runs after the previous for one video. Stage
+timings are kept on the record so benchmarks can split the cost.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexer.encoders.base import Encoder
+from indexer.errors import NoAudioError
+from indexer.identity import file_sha256, frame_id
+from indexer.pdq import pdq_hash
+from indexer.records import EMPTY_TRANSCRIPT, Frame, FrameRecord, Transcript, VideoRecord
+from indexer.sampling import Sampler
+from indexer.video import VideoInfo, VideoReader
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_side: int = 1280
+    max_file_bytes: int | None = 4 * 1024**3
+    max_duration_s: float | None = 3 * 3600.0
+
+
+@dataclass
+class Sampled:
+    info: VideoInfo
+    frames: list[Frame]
+    warnings: list[str]
+    seconds: float
+
+
+def sample_video(path: str | Path, sampler: Sampler, limits: Limits = Limits()) -> Sampled:
+    """Open, check limits and take the sampler's frames; raises typed MediaErrors."""
+    t0 = time.perf_counter()
+    with VideoReader(
+        path,
+        max_side=limits.max_side,
+        max_file_bytes=limits.max_file_bytes,
+        max_duration_s=limits.max_duration_s,
+    ) as reader:
+        frames = sampler.sample(reader)
+        return Sampled(reader.info, frames, list(reader.log.warnings), time.perf_counter() - t0)
+
+
+class VideoIndexer:
+    """Holds the loaded models; ``process`` is safe to call for many files in turn."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        sampler: Sampler,
+        transcriber=None,  # indexer.transcribe.Transcriber | None (None: no transcripts)
+        limits: Limits = Limits(),
+    ) -> None:
+        self.encoder = encoder
+        self.sampler = sampler
+        self.transcriber = transcriber
+        self.limits = limits
+
+    def embed_frames(self, frames: list[Frame]) -> np.ndarray:
+        return self.encoder.embed_images([f.image for f in frames])
+
+    def process(
+        self,
+        path: str | Path,
+        *,
+        video_id: str | None = None,
+        source: str | None = None,
+        uploaded_at: float | None = None,
+    ) -> VideoRecord:
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        sampled = sample_video(path, self.sampler, self.limits)  # checks the file before hashing it
+        timings["decode"] = sampled.seconds
+        t = time.perf_counter()
+        vid = video_id or file_sha256(path)
+        timings["hash"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        emb = self.embed_frames(sampled.frames)
+        timings["encode"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        hashes = [pdq_hash(f.image) for f in sampled.frames]
+        timings["pdq"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        transcript = self.transcribe(path, sampled.info.has_audio)
+        timings["transcribe"] = time.perf_counter() - t
+
+        info = sampled.info
+        return VideoRecord(
+            video_id=vid,
+            path=str(Path(path).resolve()),
+            size_bytes=info.size_bytes,
+            duration=info.duration,
+            width=info.width,
+            height=info.height,
+            fps=info.fps,
+            has_audio=info.has_audio,
+            transcript=transcript,
+            sampler=self.sampler.spec,
+            model_id=self.encoder.model_id,
+            frames=[
+                FrameRecord(frame_id(vid, f.ts), vid, f.ts, emb[i], hashes[i][0], hashes[i][1])
+                for i, f in enumerate(sampled.frames)
+            ],
+            source=source,
+            uploaded_at=uploaded_at,
+            indexed_at=time.time(),
+            timings=timings,
+            warnings=sampled.warnings,
+        )
+
+    def transcribe(self, path: str | Path, has_audio: bool) -> Transcript:
+        if self.transcriber is None or not has_audio:
+            return EMPTY_TRANSCRIPT
+        try:
+            return self.transcriber.transcribe(path)
+        except NoAudioError:
+            return EMPTY_TRANSCRIPT

@@ -1,0 +1,1 @@
+"""Wiring: configuration, the ``sludge`` CLI, services. Imports every package; none imports it."""

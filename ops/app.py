@@ -1,0 +1,119 @@
+"""Builds the parts a command needs from settings, once, and only when asked.
+
+Models are slow to load, so each is built on first use and shared by every
+step of the command; stores are opened with the encoder's model id so that a
+store of another model refuses the run before anything is written.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import cached_property
+
+from rich.console import Console
+
+from indexer.encoders.base import Encoder
+from indexer.pipeline import Limits, VideoIndexer
+from indexer.sampling import Sampler, parse_sampler
+from ops.config import Settings
+from search.bank import ExemplarBank
+from search.history import FrameHistory
+
+err_console = Console(stderr=True, highlight=False)
+
+
+class App:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stores: list = []
+
+    # -- models -------------------------------------------------------------------
+
+    @cached_property
+    def encoder(self) -> Encoder:
+        from indexer.encoders.openclip import OpenClipEncoder
+
+        s = self.settings.encoder
+        with err_console.status(f"loading encoder {s.model} …"):
+            enc = OpenClipEncoder(
+                s.model,
+                s.pretrained,
+                random_weights=s.random_weights,
+                on_missing_weights=s.on_missing_weights,
+                seed=s.seed,
+                image_resize_mode=s.image_resize_mode,
+                batch_size=s.batch_size,
+                threads=s.threads,
+                device=s.device,
+            )
+        if enc.random_weights:
+            why = f" because {enc.fallback_reason}" if enc.fallback_reason else ""
+            err_console.print(
+                f"[bold yellow]note:[/] encoder {enc.model_id} uses RANDOM weights{why}. "
+                "Scores and rankings show the machinery working, not real similarity."
+            )
+        return enc
+
+    @cached_property
+    def transcriber(self):
+        s = self.settings.transcriber
+        if not s.enabled:
+            return None
+        from indexer.transcribe import load_transcriber
+
+        transcriber = load_transcriber(
+            s.backend,
+            s.model,
+            language=s.language,
+            device=s.device,
+            compute_type=s.compute_type,
+            beam_size=s.beam_size,
+            chunk_seconds=s.chunk_seconds,
+            threads=s.threads,
+        )
+        with err_console.status(f"loading transcriber {s.model} …"):
+            transcriber.load()  # a missing model fails the command once, not every file
+        return transcriber
+
+    def sampler(self, spec: str | None = None) -> Sampler:
+        return parse_sampler(spec or self.settings.index.sampler)
+
+    @property
+    def limits(self) -> Limits:
+        s = self.settings.index
+        return Limits(max_side=s.max_side, max_file_bytes=s.max_file_bytes, max_duration_s=s.max_duration_s)
+
+    def indexer(self, sampler: str | None = None, transcribe: bool = True) -> VideoIndexer:
+        return VideoIndexer(
+            self.encoder,
+            self.sampler(sampler),
+            self.transcriber if transcribe else None,
+            self.limits,
+        )
+
+    # -- stores --------------------------------------------------------------------
+
+    def bank(self, *, with_encoder: bool = True) -> ExemplarBank:
+        """The exemplar bank; ``with_encoder`` pins it to the encoder (loading it)."""
+        from search.local.bank import LocalBank
+
+        model_id, dim = (self.encoder.model_id, self.encoder.dim) if with_encoder else (None, None)
+        bank = LocalBank(self.settings.bank_dir, model_id=model_id, dim=dim)
+        self._stores.append(bank)
+        return bank
+
+    def history(self, *, with_encoder: bool = True) -> FrameHistory:
+        from search.local.history import LocalHistory
+
+        model_id, dim = (self.encoder.model_id, self.encoder.dim) if with_encoder else (None, None)
+        hist = LocalHistory(self.settings.history_dir, model_id=model_id, dim=dim)
+        self._stores.append(hist)
+        return hist
+
+    def close(self) -> None:
+        for store in self._stores:
+            try:
+                store.close()
+            except Exception as e:  # closing must not hide the command's own outcome
+                print(f"warning: closing {store.__class__.__name__}: {e}", file=sys.stderr)
+        self._stores.clear()

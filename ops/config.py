@@ -1,0 +1,183 @@
+"""Configuration: ``SLUDGE_*`` environment variables over an optional TOML file.
+
+Precedence, highest first: explicit overrides (CLI flags), environment
+variables (``SLUDGE_DATA_DIR``, nested with ``__``: ``SLUDGE_ENCODER__MODEL``),
+the TOML file named by ``SLUDGE_CONFIG`` (else ``./sludge.toml`` when present),
+then the defaults below. ``sludge config show`` prints the result with secrets
+masked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from indexer.errors import ConfigError
+from indexer.sampling import parse_sampler
+from indexer.errors import SamplerSpecError
+
+DEFAULT_CONFIG_FILE = Path("sludge.toml")
+
+
+class EncoderSettings(BaseModel):
+    backend: Literal["open_clip"] = "open_clip"
+    model: str = "ViT-B-32"
+    pretrained: str = Field(
+        "laion2b_s34b_b79k",
+        description="open_clip pretrained tag, or a path to a local checkpoint file",
+    )
+    random_weights: bool = Field(
+        False,
+        description="offline/test mode: build the architecture with seeded random weights",
+    )
+    on_missing_weights: Literal["error", "random"] = Field(
+        "error",
+        description="'random' lets a demo fall back (loudly) when weights cannot be fetched",
+    )
+    seed: int = 0
+    image_resize_mode: Literal["longest", "shortest", "squash"] = Field(
+        "longest",
+        description="'longest' pads to a square so every feed of a stacked frame stays in view",
+    )
+    batch_size: int = Field(16, ge=1, le=1024)
+    threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default")
+    device: str = "cpu"
+
+
+class TranscriberSettings(BaseModel):
+    enabled: bool = True
+    backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
+    model: str = Field("base", description="model name (e.g. tiny.en, base) or a local path")
+    language: str | None = Field(None, description="ISO code; None detects it")
+    device: str = "cpu"
+    compute_type: str = "int8"
+    beam_size: int = Field(1, ge=1)
+    chunk_seconds: float = Field(600.0, gt=0, description="audio decoded and transcribed per chunk")
+    threads: int = Field(0, ge=0)
+
+
+class IndexSettings(BaseModel):
+    sampler: str = "uniform:4"
+    max_side: int = Field(1280, ge=64, description="frames are downscaled to this longest side")
+    max_file_bytes: int = Field(4 * 1024**3, ge=1)
+    max_duration_s: float = Field(3 * 3600.0, gt=0)
+
+    @field_validator("sampler")
+    @classmethod
+    def _check_sampler(cls, v: str) -> str:
+        parse_sampler(v)  # raises SamplerSpecError with a readable message
+        return v
+
+
+class BankSettings(BaseModel):
+    default_threshold: float = Field(0.25, ge=-1.0, le=1.0)
+    k: int = Field(10, ge=1, le=1000, description="exemplars retrieved per frame")
+
+
+class RecallSettings(BaseModel):
+    limit: int = Field(20, ge=1)
+    frames_per_video: int = Field(8, ge=1, description="frames fetched per wanted video before grouping")
+    snippet_chars: int = Field(160, ge=0)
+    max_query_chars: int = Field(1000, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SLUDGE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data_dir: Path = Field(Path(".data"), description="where the embedded stores live")
+    redis_url: SecretStr | None = None
+    es_url: SecretStr | None = None
+    encoder: EncoderSettings = EncoderSettings()
+    transcriber: TranscriberSettings = TranscriberSettings()
+    index: IndexSettings = IndexSettings()
+    bank: BankSettings = BankSettings()
+    recall: RecallSettings = RecallSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = config_file()
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    @property
+    def bank_dir(self) -> Path:
+        return self.data_dir / "bank"
+
+    @property
+    def history_dir(self) -> Path:
+        return self.data_dir / "history"
+
+
+def config_file() -> Path | None:
+    """The TOML file in effect: ``SLUDGE_CONFIG`` if set (must exist), else ./sludge.toml if present."""
+    named = os.environ.get("SLUDGE_CONFIG")
+    if named:
+        p = Path(named)
+        if not p.is_file():
+            raise ConfigError(f"SLUDGE_CONFIG names {p}, which is not a file")
+        return p
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning pydantic's validation errors into one readable ConfigError."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            ctx = err.get("ctx", {}) or {}
+            cause = ctx.get("error")
+            msg = str(cause) if isinstance(cause, Exception) else err["msg"]
+            problems.append(f"{loc}: {msg}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    except SamplerSpecError:
+        raise
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL but keep the host visible, so an operator can tell where it points."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:****@{host}"))
+
+
+def effective_config(settings: Settings) -> dict[str, Any]:
+    """Settings as plain data with secrets masked, for display."""
+    data = settings.model_dump(mode="json")
+    for key in ("redis_url", "es_url"):
+        secret = getattr(settings, key)
+        data[key] = mask_url(secret.get_secret_value()) if secret is not None else None
+    data["config_file"] = str(config_file()) if config_file() else None
+    return data

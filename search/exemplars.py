@@ -1,0 +1,90 @@
+"""Turning texts, images and videos into exemplars for the bank.
+
+One place for it, so the CLI, the API and imports all build the same ids,
+hashes and checks.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from indexer.encoders.base import Encoder
+from indexer.errors import EmptyFileError, MediaError, QueryError
+from indexer.identity import file_sha256, text_sha256
+from indexer.pdq import pdq_hash
+from indexer.pipeline import Limits, sample_video
+from indexer.sampling import Sampler
+from search.types import Exemplar
+
+MAX_TEXT_CHARS = 2000
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def text_exemplar(encoder: Encoder, policy: str, text: str, *, note: str = "",
+                  added_by: str | None = None) -> tuple[Exemplar, np.ndarray]:
+    clean = " ".join((text or "").split())
+    if not clean:
+        raise QueryError("text exemplar is empty")
+    if len(clean) > MAX_TEXT_CHARS:
+        raise QueryError(f"text exemplar has {len(clean)} characters; at most {MAX_TEXT_CHARS} are allowed")
+    count = getattr(encoder, "count_tokens", None)
+    if count is not None and encoder.max_text_tokens and count(clean) > encoder.max_text_tokens:
+        raise QueryError(
+            f"text exemplar needs {count(clean)} tokens but {encoder.model_id} reads at most "
+            f"{encoder.max_text_tokens}; the rest would be silently ignored. Shorten it or split it"
+        )
+    vec = encoder.embed_texts([clean])[0]
+    ex = Exemplar("", policy, "text", clean, text_sha256(clean), encoder.model_id, note=note,
+                  added_by=added_by or default_actor())
+    return ex, vec
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise MediaError(path, "no such file")
+    if p.stat().st_size == 0:
+        raise EmptyFileError(path, "file is empty (0 bytes)")
+    try:
+        with Image.open(p) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        raise MediaError(path, f"not an image that can be read ({type(e).__name__})") from None
+
+
+def image_exemplar(encoder: Encoder, policy: str, path: str | Path, *, note: str = "",
+                   added_by: str | None = None) -> tuple[Exemplar, np.ndarray]:
+    img = read_image(path)
+    vec = encoder.embed_images([img])[0]
+    h, q = pdq_hash(img)
+    ex = Exemplar("", policy, "image", str(Path(path).resolve()), file_sha256(path), encoder.model_id,
+                  note=note, added_by=added_by or default_actor(), pdq=h, pdq_quality=q)
+    return ex, vec
+
+
+def video_exemplars(encoder: Encoder, sampler: Sampler, policy: str, path: str | Path, *,
+                    limits: Limits = Limits(), note: str = "",
+                    added_by: str | None = None) -> list[tuple[Exemplar, np.ndarray]]:
+    """One exemplar per sampled frame; the content hash is the video's plus the frame time."""
+    sampled = sample_video(path, sampler, limits)
+    vid = file_sha256(path)
+    vecs = encoder.embed_images([f.image for f in sampled.frames])
+    out = []
+    src = str(Path(path).resolve())
+    for f, v in zip(sampled.frames, vecs):
+        h, q = pdq_hash(f.image)
+        chash = hashlib.sha256(f"{vid}@{f.ts:.3f}".encode()).hexdigest()
+        out.append((Exemplar("", policy, "frame", f"{src}@{f.ts:.2f}s", chash, encoder.model_id,
+                             note=note, added_by=added_by or default_actor(), pdq=h, pdq_quality=q), v))
+    return out

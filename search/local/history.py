@@ -1,0 +1,228 @@
+"""The embedded frame history: SQLite (metadata, FTS5 transcripts, embeddings) + exact faiss.
+
+One video is one transaction: its row, all its frames and its transcript's
+full-text entry are committed together, so after a crash a video is either
+absent or complete. Per-video fields (transcript, layout, times) live once in
+``videos``; frames hold only what differs per frame.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+
+from indexer.errors import QueryError, StoreError
+from indexer.records import VideoRecord
+from search.history import FrameHistory
+from search.local.db import META_SCHEMA, ModelGuard, connect, transaction
+from search.local.vectors import VectorIndex
+from search.scores import from_inner_product
+from search.types import FrameHit, StoredVideo, TranscriptHit
+
+SCHEMA = [
+    META_SCHEMA,
+    """CREATE TABLE IF NOT EXISTS videos (
+        vid INTEGER PRIMARY KEY,
+        video_id TEXT NOT NULL UNIQUE,
+        path TEXT NOT NULL,
+        size_bytes INTEGER, duration REAL, width INTEGER, height INTEGER, fps REAL,
+        has_audio INTEGER, has_speech INTEGER, language TEXT,
+        transcript TEXT NOT NULL DEFAULT '',
+        transcript_json TEXT,
+        sampler TEXT, model_id TEXT NOT NULL,
+        frame_count INTEGER NOT NULL,
+        layout TEXT, layout_json TEXT, source TEXT,
+        uploaded_at REAL NOT NULL, indexed_at REAL NOT NULL,
+        decision TEXT, warnings_json TEXT)""",
+    "CREATE INDEX IF NOT EXISTS videos_uploaded ON videos(uploaded_at)",
+    """CREATE TABLE IF NOT EXISTS frames (
+        rowid INTEGER PRIMARY KEY,
+        frame_id TEXT NOT NULL UNIQUE,
+        vid INTEGER NOT NULL REFERENCES videos(vid) ON DELETE CASCADE,
+        ts REAL NOT NULL,
+        pdq TEXT, pdq_quality INTEGER,
+        embedding BLOB NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS frames_vid ON frames(vid)",
+    """CREATE VIRTUAL TABLE IF NOT EXISTS transcripts USING fts5(
+        transcript, content='videos', content_rowid='vid', tokenize='unicode61 remove_diacritics 2')""",
+    """CREATE TRIGGER IF NOT EXISTS videos_ai AFTER INSERT ON videos BEGIN
+        INSERT INTO transcripts(rowid, transcript) VALUES (new.vid, new.transcript); END""",
+    """CREATE TRIGGER IF NOT EXISTS videos_ad AFTER DELETE ON videos BEGIN
+        INSERT INTO transcripts(transcripts, rowid, transcript) VALUES ('delete', old.vid, old.transcript); END""",
+    """CREATE TRIGGER IF NOT EXISTS videos_au AFTER UPDATE OF transcript ON videos BEGIN
+        INSERT INTO transcripts(transcripts, rowid, transcript) VALUES ('delete', old.vid, old.transcript);
+        INSERT INTO transcripts(rowid, transcript) VALUES (new.vid, new.transcript); END""",
+]
+
+_VIDEO_COLS = (
+    "video_id, path, duration, width, height, frame_count, transcript, has_speech, language, "
+    "model_id, sampler, indexed_at, uploaded_at, layout, source, decision"
+)
+
+
+def _stored(row: sqlite3.Row) -> StoredVideo:
+    return StoredVideo(
+        video_id=row["video_id"], path=row["path"], duration=row["duration"], width=row["width"],
+        height=row["height"], frame_count=row["frame_count"], transcript=row["transcript"],
+        has_speech=bool(row["has_speech"]), language=row["language"], model_id=row["model_id"],
+        sampler=row["sampler"], indexed_at=row["indexed_at"], uploaded_at=row["uploaded_at"],
+        layout=row["layout"], source=row["source"], decision=row["decision"],
+    )
+
+
+def fts_query(text: str) -> str:
+    """Plain words → an FTS5 query matching all of them, immune to FTS syntax in user input."""
+    words = re.findall(r"\w+", text, flags=re.UNICODE)
+    if not words:
+        raise QueryError(f"transcript query {text!r} has no words to search for")
+    return " AND ".join('"' + w.replace('"', "") + '"' for w in words[:64])
+
+
+class LocalHistory(FrameHistory):
+    def __init__(self, directory: str | Path, *, model_id: str | None = None, dim: int | None = None) -> None:
+        self.directory = Path(directory)
+        self.conn = connect(self.directory / "history.sqlite3")
+        with transaction(self.conn):
+            for stmt in SCHEMA:
+                self.conn.execute(stmt)
+        self._guard = ModelGuard(self.conn, "frame history", self.directory)
+        self._guard.check(model_id, dim)
+        self._want_model, self._want_dim = model_id, dim
+        self._vectors = VectorIndex(self.conn, "frames", snapshot=self.directory / "frames.faiss")
+
+    @property
+    def model_id(self) -> str | None:  # type: ignore[override]
+        return self._guard.model_id or self._want_model
+
+    @property
+    def dim(self) -> int | None:  # type: ignore[override]
+        return self._guard.dim or self._want_dim
+
+    def add_video(self, record: VideoRecord) -> bool:
+        if not record.frames:
+            raise StoreError(f"{record.path}: no frames to store")
+        emb = record.embeddings
+        now = time.time()
+        t = record.transcript
+        with transaction(self.conn):
+            if self.has_video(record.video_id):
+                return False
+            self._guard.claim(record.model_id, int(emb.shape[1]))
+            cur = self.conn.execute(
+                """INSERT INTO videos(video_id, path, size_bytes, duration, width, height, fps,
+                    has_audio, has_speech, language, transcript, transcript_json, sampler, model_id,
+                    frame_count, layout, layout_json, source, uploaded_at, indexed_at, decision, warnings_json)
+                   VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (record.video_id, record.path, record.size_bytes, record.duration, record.width,
+                 record.height, record.fps, int(record.has_audio), int(t.has_speech), t.language,
+                 t.text, json.dumps(t.to_dict()), record.sampler, record.model_id, len(record.frames),
+                 record.layout, json.dumps(record.layout_detail) if record.layout_detail else None,
+                 record.source, record.uploaded_at or record.indexed_at or now,
+                 record.indexed_at or now, None, json.dumps(getattr(record, "warnings", []) or [])),
+            )
+            vid = cur.lastrowid
+            self.conn.executemany(
+                "INSERT INTO frames(frame_id, vid, ts, pdq, pdq_quality, embedding) VALUES(?,?,?,?,?,?)",
+                [
+                    (f.frame_id, vid, f.ts, f.pdq, f.pdq_quality, emb[i].tobytes())
+                    for i, f in enumerate(record.frames)
+                ],
+            )
+        return True
+
+    def has_video(self, video_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM videos WHERE video_id = ?", (video_id,)).fetchone() is not None
+
+    def get_videos(self, video_ids: list[str]) -> dict[str, StoredVideo]:
+        if not video_ids:
+            return {}
+        marks = ",".join("?" * len(video_ids))
+        rows = self.conn.execute(f"SELECT {_VIDEO_COLS} FROM videos WHERE video_id IN ({marks})", video_ids)
+        return {r["video_id"]: _stored(r) for r in rows}
+
+    def _window(self, since: float | None, until: float | None) -> tuple[str, list]:
+        clauses, args = [], []
+        if since is not None:
+            clauses.append("v.uploaded_at >= ?")
+            args.append(since)
+        if until is not None:
+            clauses.append("v.uploaded_at < ?")
+            args.append(until)
+        return (" AND ".join(clauses) or "1"), args
+
+    def search_frames(
+        self, vector: np.ndarray, k: int, *, since: float | None = None, until: float | None = None
+    ) -> list[FrameHit]:
+        q = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        if self.dim is not None and q.shape[1] != self.dim:
+            raise QueryError(f"query has {q.shape[1]} dimensions; the history holds {self.dim}-d vectors")
+        allowed = None
+        if since is not None or until is not None:
+            where, args = self._window(since, until)
+            allowed = np.array(
+                [r[0] for r in self.conn.execute(
+                    f"SELECT f.rowid FROM frames f JOIN videos v ON v.vid = f.vid WHERE {where}", args)],
+                dtype=np.int64,
+            )
+        scores, ids = self._vectors.search(q, k, allowed)
+        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        if not found:
+            return []
+        marks = ",".join("?" * len(found))
+        meta = {
+            r[0]: r
+            for r in self.conn.execute(
+                f"SELECT f.rowid, f.frame_id, v.video_id, f.ts FROM frames f JOIN videos v ON v.vid = f.vid "
+                f"WHERE f.rowid IN ({marks})", [i for i, _ in found])
+        }
+        return [
+            FrameHit(meta[i]["frame_id"], meta[i]["video_id"], meta[i]["ts"], from_inner_product(s))
+            for i, s in found
+            if i in meta
+        ]
+
+    def search_transcripts(
+        self, query: str, limit: int, *, since: float | None = None, until: float | None = None
+    ) -> list[TranscriptHit]:
+        where, args = self._window(since, until)
+        rows = self.conn.execute(
+            f"""SELECT v.video_id, -bm25(transcripts) AS score,
+                       snippet(transcripts, 0, '[', ']', '…', 16) AS snip
+                FROM transcripts JOIN videos v ON v.vid = transcripts.rowid
+                WHERE transcripts MATCH ? AND {where}
+                ORDER BY bm25(transcripts) LIMIT ?""",
+            [fts_query(query), *args, limit],
+        )
+        return [TranscriptHit(r["video_id"], float(r["score"]), r["snip"]) for r in rows]
+
+    def check_consistency(self) -> list[str]:
+        """Videos whose stored frame count disagrees with their frames (should never happen)."""
+        rows = self.conn.execute(
+            "SELECT v.video_id FROM videos v LEFT JOIN frames f ON f.vid = v.vid "
+            "GROUP BY v.vid HAVING COUNT(f.rowid) != v.frame_count"
+        )
+        return [r[0] for r in rows]
+
+    def stats(self) -> dict:
+        videos, frames = self.conn.execute(
+            "SELECT (SELECT COUNT(*) FROM videos), (SELECT COUNT(*) FROM frames)").fetchone()
+        size = sum(p.stat().st_size for p in self.directory.glob("*") if p.is_file())
+        return {
+            "backend": "local",
+            "location": str(self.directory),
+            "videos": videos,
+            "frames": frames,
+            "model_ids": [r[0] for r in self.conn.execute("SELECT DISTINCT model_id FROM videos")],
+            "bytes_on_disk": size,
+        }
+
+    def close(self) -> None:
+        try:
+            self._vectors.save()
+        finally:
+            self.conn.close()

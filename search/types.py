@@ -1,0 +1,158 @@
+"""What the stores hold and return, shared by every backend."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from indexer.errors import ConfigError
+
+ExemplarKind = Literal["text", "image", "frame"]
+EXEMPLAR_KINDS = ("text", "image", "frame")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How frame matches become a video verdict.
+
+    ``best``: the video is a candidate when its best frame reaches the
+    threshold. ``k_of_n:K``: when at least K sampled frames do (robust to one
+    stray frame, e.g. a transition, matching).
+    """
+
+    kind: Literal["best", "k_of_n"] = "best"
+    k: int = 1
+
+    def __str__(self) -> str:
+        return "best" if self.kind == "best" else f"k_of_n:{self.k}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Rule":
+        t = text.strip().lower()
+        if t in ("best", "best_frame", "max"):
+            return cls("best", 1)
+        m = re.fullmatch(r"k_of_n:(\d+)", t)
+        if m and int(m.group(1)) >= 1:
+            return cls("k_of_n", int(m.group(1)))
+        raise ConfigError(f"unknown rule {text!r}; expected 'best' or 'k_of_n:K' (K ≥ 1)")
+
+
+@dataclass
+class Policy:
+    name: str
+    threshold: float
+    rule: Rule = field(default_factory=Rule)
+    description: str = ""
+    created_at: float | None = None
+    updated_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["rule"] = str(self.rule)
+        return d
+
+
+_POLICY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+def check_policy_name(name: str) -> str:
+    if not _POLICY_NAME.match(name or ""):
+        raise ConfigError(
+            f"invalid policy name {name!r}: use 1-64 letters, digits, '_', '-', '.', ':' "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass
+class Exemplar:
+    exemplar_id: str
+    policy: str
+    kind: ExemplarKind
+    source: str  # the text itself, or the file (and time) an image or frame came from
+    content_hash: str
+    model_id: str
+    note: str = ""
+    added_by: str = ""
+    added_at: float = 0.0
+    enabled: bool = True
+    pdq: str | None = None
+    pdq_quality: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Match:
+    """One exemplar matched by one frame, on the shared cosine scale."""
+
+    exemplar_id: str
+    policy: str
+    kind: str
+    source: str
+    score: float
+    signal: Literal["embedding", "pdq"] = "embedding"
+
+
+@dataclass
+class AddResult:
+    exemplar: Exemplar
+    created: bool  # False: the same content was already in the policy
+
+
+@dataclass(frozen=True)
+class FrameHit:
+    frame_id: str
+    video_id: str
+    ts: float
+    score: float
+
+
+@dataclass
+class StoredVideo:
+    """A video's metadata as a history store keeps it (no embeddings)."""
+
+    video_id: str
+    path: str
+    duration: float
+    width: int
+    height: int
+    frame_count: int
+    transcript: str
+    has_speech: bool
+    language: str | None
+    model_id: str
+    sampler: str
+    indexed_at: float
+    uploaded_at: float
+    layout: str | None = None
+    source: str | None = None
+    decision: str | None = None
+
+
+@dataclass
+class VideoHit:
+    """A recall result: frames grouped into their video."""
+
+    video_id: str
+    path: str
+    score: float  # best frame
+    timestamps: list[float]  # matching frames, best first
+    frame_scores: list[float]
+    snippet: str
+    duration: float
+    uploaded_at: float
+    layout: str | None = None
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TranscriptHit:
+    video_id: str
+    score: float  # bm25-based relevance, larger is better; not on the cosine scale
+    snippet: str
