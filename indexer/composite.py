@@ -39,7 +39,7 @@ import random
 import re
 import shutil
 import subprocess
-import tempfile
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,9 +235,9 @@ def generated_source(kind: str, seed: int, *, size: tuple[int, int] = (640, 360)
             (-1.768778, -0.001739),
         ]
         x, y = r.choice(points)
-        rs = _render_size((w, h), long_side=240)
+        rs = _render_size((w, h), long_side=200)
         return (
-            f"mandelbrot=s={rs[0]}x{rs[1]}:r={fps}:maxiter=160:start_x={x}:start_y={y}"
+            f"mandelbrot=s={rs[0]}x{rs[1]}:r={fps}:maxiter=96:start_x={x}:start_y={y}"
             f":start_scale={r.uniform(2.0, 3.0):.3f}:end_scale={r.uniform(0.002, 0.02):.4f}"
             f":end_pts={fps * r.randint(15, 30)}"
             + _scale_to((w, h), rs, "bicubic")
@@ -568,6 +568,25 @@ def _codec_args(suffix: str, crf: int, fps: int, audio: bool, preset: str) -> li
     return v + (a + ["-ar", str(_SAMPLE_RATE), "-ac", "2"] if audio else ["-an"])
 
 
+def _monotonic_setpts(fps: int) -> str:
+    """A setpts filter that starts at 0 and never lets time run backwards.
+
+    ``-stream_loop`` relies on the demuxer's idea of the file's duration to
+    shift each repetition; some files (e.g. AVI with odd indexes) restart at
+    the original timestamps instead, and the ``fps`` filter then drops every
+    frame of the next loop, so ffmpeg never reaches ``-t`` and hangs. The
+    expression keeps an offset in its variables (``st``/``ld`` persist across
+    frames): whenever a timestamp does not increase, the offset is raised so
+    the frame lands one output frame after the previous one.
+    """
+    step = f"1/({fps}*TB)"
+    expr = (
+        "if(eq(N,0),st(0,-PTS),if(lte(PTS,ld(1)),st(0,ld(2)+" + step + "-PTS),0));"
+        "st(1,PTS);st(2,PTS+ld(0));ld(2)"
+    )
+    return f"setpts='{expr}'"
+
+
 def _tail(text: str, n: int = _STDERR_LINES) -> str:
     lines = [ln.rstrip() for ln in (text or "").splitlines() if ln.strip()]
     return "\n".join(lines[-n:]) if lines else "(ffmpeg printed nothing)"
@@ -576,9 +595,11 @@ def _tail(text: str, n: int = _STDERR_LINES) -> str:
 def _run_ffmpeg(args: list[str], out: Path, timeout: float) -> None:
     """Run ffmpeg writing to a temporary file beside ``out``; rename on success only."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".part{out.suffix}", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # A unique hidden name in the same directory (so the final rename is atomic),
+    # keeping the extension so ffmpeg picks the container from it. ffmpeg creates
+    # the file itself, so it gets the usual permissions (mkstemp's are 0600).
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part{out.suffix}")
+    tmp_name = str(tmp)
     try:
         try:
             res = subprocess.run(
@@ -773,7 +794,7 @@ def make_composite(
                 if rf.offset > 0:
                     args += ["-ss", f"{rf.offset:.3f}"]
             args += ["-threads", _THREADS, "-i", rf.path]
-            head = f"[{n_inputs}:v:0]setpts=PTS-STARTPTS,"
+            head = f"[{n_inputs}:v:0]{_monotonic_setpts(fps)},"
             n_inputs += 1
         if fit == "cover":
             sc = f"scale={w}:{h}:force_original_aspect_ratio=increase:flags=bicubic,crop={w}:{h}"
@@ -908,6 +929,9 @@ def make_demo_set(
     *,
     media_dir: str | Path | None = None,
     seed: int = 0,
+    short_side: int = 720,
+    duration: float = 5.0,
+    preset: str = "veryfast",
 ) -> list[dict]:
     """Generate the demo's videos and ``manifest.json``; return the manifest entries.
 
@@ -925,11 +949,19 @@ def make_demo_set(
     Same ``seed`` → same set. Entries: name, path, layout, feeds (strings that
     :func:`make_composite` accepts), audio, canvas, duration, fps, split, and
     shares_feeds_with (names of history videos with the same footage).
+
+    Defaults (720x1280 / 1280x720, 5 s) take about 30 s on 2 cores; tests pass
+    a smaller ``short_side`` (even, >= 64) and ``duration`` (1..10 s).
     """
     out_dir = Path(out_dir)
+    if not (isinstance(short_side, int) and short_side >= 64 and short_side % 2 == 0):
+        raise CompositeError(f"{out_dir}: short_side must be an even integer >= 64, got {short_side!r}")
+    if not (1.0 <= float(duration) <= 10.0):
+        raise CompositeError(f"{out_dir}: demo duration must be 1..10 s, got {duration!r}")
+    duration = float(duration)
     rng = _rng("demo", seed)
-    duration = 5.0
-    portrait, landscape = (720, 1280), (1280, 720)
+    long_side = _even(short_side * 16 / 9)
+    portrait, landscape = (short_side, long_side), (long_side, short_side)
     media = Path(media_dir) if media_dir is not None else None
     use_media = media is not None and media.is_dir()
     clips = _real_pool(media, rng, min_s=2.0) if use_media else []
@@ -984,7 +1016,7 @@ def make_demo_set(
         make_composite(
             item["path"], item["layout"], feeds=item["feeds"], canvas=item["canvas"],
             duration=duration, audio=item["audio"], seed=_derive_seed(seed, "demo-item", j),
-            gap=item.get("gap", 0), gap_color="white",
+            gap=item.get("gap", 0), gap_color="white", preset=preset,
         )
         footage = {f.split(_OFFSET_SEP)[0] for f in item["feeds"]}
         shares = [

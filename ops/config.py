@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,14 +22,19 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from indexer.errors import ConfigError
+from indexer.errors import ConfigError, SamplerSpecError
 from indexer.sampling import parse_sampler
-from indexer.errors import SamplerSpecError
 
 DEFAULT_CONFIG_FILE = Path("sludge.toml")
 
 
-class EncoderSettings(BaseModel):
+class Section(BaseModel):
+    """A table of settings; unknown keys are errors, so typos do not pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class EncoderSettings(Section):
     backend: Literal["open_clip"] = "open_clip"
     model: str = "ViT-B-32"
     pretrained: str = Field(
@@ -54,7 +59,7 @@ class EncoderSettings(BaseModel):
     device: str = "cpu"
 
 
-class TranscriberSettings(BaseModel):
+class TranscriberSettings(Section):
     enabled: bool = True
     backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
     model: str = Field("base", description="model name (e.g. tiny.en, base) or a local path")
@@ -66,7 +71,7 @@ class TranscriberSettings(BaseModel):
     threads: int = Field(0, ge=0)
 
 
-class IndexSettings(BaseModel):
+class IndexSettings(Section):
     sampler: str = "uniform:4"
     max_side: int = Field(1280, ge=64, description="frames are downscaled to this longest side")
     max_file_bytes: int = Field(4 * 1024**3, ge=1)
@@ -75,16 +80,19 @@ class IndexSettings(BaseModel):
     @field_validator("sampler")
     @classmethod
     def _check_sampler(cls, v: str) -> str:
-        parse_sampler(v)  # raises SamplerSpecError with a readable message
+        try:
+            parse_sampler(v)
+        except SamplerSpecError as e:
+            raise ValueError(str(e)) from None  # pydantic then names the setting
         return v
 
 
-class BankSettings(BaseModel):
+class BankSettings(Section):
     default_threshold: float = Field(0.25, ge=-1.0, le=1.0)
     k: int = Field(10, ge=1, le=1000, description="exemplars retrieved per frame")
 
 
-class RecallSettings(BaseModel):
+class RecallSettings(Section):
     limit: int = Field(20, ge=1)
     frames_per_video: int = Field(8, ge=1, description="frames fetched per wanted video before grouping")
     snippet_chars: int = Field(160, ge=0)
@@ -157,8 +165,6 @@ def load_settings(**overrides: Any) -> Settings:
             msg = str(cause) if isinstance(cause, Exception) else err["msg"]
             problems.append(f"{loc}: {msg}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
-    except SamplerSpecError:
-        raise
 
 
 def mask_url(url: str) -> str:

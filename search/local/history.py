@@ -94,6 +94,7 @@ class LocalHistory(FrameHistory):
         self._guard.check(model_id, dim)
         self._want_model, self._want_dim = model_id, dim
         self._vectors = VectorIndex(self.conn, "frames", snapshot=self.directory / "frames.faiss")
+        self._wrote = False
 
     @property
     def model_id(self) -> str | None:  # type: ignore[override]
@@ -133,6 +134,7 @@ class LocalHistory(FrameHistory):
                     for i, f in enumerate(record.frames)
                 ],
             )
+        self._wrote = True
         return True
 
     def has_video(self, video_id: str) -> bool:
@@ -223,6 +225,8 @@ class LocalHistory(FrameHistory):
 
     def close(self) -> None:
         try:
+            if self._wrote:  # catch the snapshot up with this session's rows: the next reader starts warm
+                self._vectors.sync()
             self._vectors.save()
         finally:
             self.conn.close()
