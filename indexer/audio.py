@@ -21,7 +21,6 @@ What real uploads throw at the decoder, and how it is handled here:
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,11 +30,11 @@ import numpy as np
 from indexer.errors import (
     ConfigError,
     CorruptMediaError,
-    EmptyFileError,
     MediaError,
     NoAudioError,
-    NotAVideoError,
 )
+
+from indexer.media import av_reason, open_media
 
 log = logging.getLogger(__name__)
 
@@ -44,74 +43,8 @@ SAMPLE_RATE = 16000
 # is garbage, not a glitch.
 _MAX_BAD_PACKETS = 50
 
-# Leading bytes of the containers uploads arrive in. Used only to word an error:
-# a file that starts like a media container but cannot be opened is damaged,
-# not "not media".
-_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
-    (4, b"ftyp", "MP4/MOV"),
-    (4, b"moov", "MP4/MOV"),
-    (4, b"mdat", "MP4/MOV"),
-    (4, b"free", "MP4/MOV"),
-    (4, b"wide", "MP4/MOV"),
-    (0, b"\x1a\x45\xdf\xa3", "Matroska/WebM"),
-    (0, b"RIFF", "RIFF (WAV/AVI)"),
-    (0, b"fLaC", "FLAC"),
-    (0, b"OggS", "Ogg"),
-    (0, b"ID3", "MP3"),
-    (0, b"FORM", "AIFF"),
-    (0, b"FLV", "FLV"),
-    (0, b"\x30\x26\xb2\x75", "ASF/WMV"),
-)
-
-
-def _av_reason(e: Exception) -> str:
-    msg = getattr(e, "strerror", None) or str(e)
-    return " ".join(str(msg).split())
-
-
-def _sniff(path: str) -> str | None:
-    """The container a file's first bytes announce, if any (MPEG-TS and raw MP3 included)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(400)
-    except OSError:
-        return None
-    for offset, magic, name in _SIGNATURES:
-        if head[offset : offset + len(magic)] == magic:
-            return name
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
-        return "MPEG audio"
-    if len(head) > 188 and head[0] == 0x47 and head[188] == 0x47:
-        return "MPEG-TS"
-    return None
-
-
 def _open(path: str | Path) -> av.container.InputContainer:
-    """Open a media file for reading, turning every way it can fail into a typed error."""
-    p = Path(path)
-    if not p.exists():
-        raise MediaError(path, "no such file")
-    if p.is_dir():
-        raise MediaError(path, "is a directory, not a media file")
-    try:
-        size = p.stat().st_size
-    except OSError as e:
-        raise MediaError(path, f"cannot read: {e.strerror}") from None
-    if size == 0:
-        raise EmptyFileError(path, "file is empty (0 bytes)")
-    if not os.access(p, os.R_OK):
-        raise MediaError(path, "permission denied")
-    try:
-        return av.open(str(path), metadata_errors="ignore")
-    except av.error.InvalidDataError:
-        kind = _sniff(str(path))
-        if kind is not None:
-            raise CorruptMediaError(
-                path, f"looks like {kind} but cannot be opened (truncated or damaged)"
-            ) from None
-        raise NotAVideoError(path, "not a media file that can be decoded (invalid data)") from None
-    except (av.FFmpegError, OSError) as e:
-        raise CorruptMediaError(path, f"cannot open: {_av_reason(e)}") from None
+    return open_media(path)[0]
 
 
 def has_audio_stream(path: str | Path) -> bool:
@@ -219,7 +152,7 @@ def _chunks(
                 break
             except av.FFmpegError as e:
                 # Demuxing broke: the container itself is damaged past this point.
-                last_error = _av_reason(e)
+                last_error = av_reason(e)
                 if decoded == 0:
                     raise CorruptMediaError(path, f"cannot read audio: {last_error}") from None
                 log.warning(
@@ -229,7 +162,7 @@ def _chunks(
             try:
                 frames = packet.decode()
             except av.FFmpegError as e:
-                last_error = _av_reason(e)
+                last_error = av_reason(e)
                 bad_run += 1
                 skipped += 1
                 if bad_run > _MAX_BAD_PACKETS:

@@ -49,14 +49,14 @@ from indexer.errors import CompositeError
 __all__ = [
     "AUDIO_KINDS",
     "FITS",
-    "Feed",
     "GENERATED_KINDS",
     "LAYOUTS",
     "OUTPUT_FORMATS",
     "PIP_CORNERS",
     "PRESETS",
-    "generated_source",
+    "Feed",
     "generated_audio",
+    "generated_source",
     "make_composite",
     "make_demo_set",
     "make_single",
@@ -103,11 +103,16 @@ PRESETS: tuple[str, ...] = ("ultrafast", "superfast", "veryfast", "faster", "fas
 """x264 speed presets accepted by ``preset`` (ignored for .webm / .avi, which
 always use their fastest settings)."""
 
+# Demuxers that turn text files into "video" (ANSI art renderers, subtitles).
+_TEXT_FORMATS = frozenset(
+    {"tty", "bin", "xbin", "adf", "idf", "ass", "srt", "webvtt", "subviewer", "microdvd"}
+)
 _STILL_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "tiff_pipe")
 _COLOR_RE = re.compile(r"^(?:[A-Za-z]{3,30}|(?:#|0x)[0-9A-Fa-f]{6}(?:[0-9A-Fa-f]{2})?)$")
 _GEN_PREFIX = "gen:"
 _OFFSET_SEP = "#t="
 _SAMPLE_RATE = 48000
+_AUDIO_FRAME = {".webm": 960, ".avi": 1152}  # samples per encoder frame; AAC (others): 1024
 _THREADS = "2"
 _STDERR_LINES = 15
 
@@ -135,7 +140,7 @@ def _hex(rgb: tuple[int, int, int]) -> str:
 
 
 def _even(v: float, lo: int = 2) -> int:
-    return max(lo, int(round(v / 2.0)) * 2)
+    return max(lo, round(v / 2.0) * 2)
 
 
 def _rng(*parts: object) -> random.Random:
@@ -148,7 +153,9 @@ def _derive_seed(*parts: object) -> int:
     return _rng("seed", *parts).randrange(0, 2**31 - 1)
 
 
-def _render_size(size: tuple[int, int], *, long_side: int | None = None, div: int = 1) -> tuple[int, int]:
+def _render_size(
+    size: tuple[int, int], *, long_side: int | None = None, div: int = 1
+) -> tuple[int, int]:
     """Size to render an expensive source at before it is scaled up to ``size``."""
     w, h = size
     f = 1.0 / div
@@ -167,7 +174,9 @@ def _scale_to(size: tuple[int, int], rsize: tuple[int, int], flags: str) -> str:
 # --------------------------------------------------------------- sources
 
 
-def generated_source(kind: str, seed: int, *, size: tuple[int, int] = (640, 360), fps: int = 25) -> str:
+def generated_source(
+    kind: str, seed: int, *, size: tuple[int, int] = (640, 360), fps: int = 25
+) -> str:
     """A lavfi filter chain (no inputs, one video output) for a synthetic feed.
 
     The string works both as ``ffmpeg -f lavfi -i STRING`` and as a chain inside
@@ -214,7 +223,11 @@ def generated_source(kind: str, seed: int, *, size: tuple[int, int] = (640, 360)
         sh = r.choice((-1, 1)) * r.uniform(0.003, 0.01)
         sv = r.choice((-1, 1)) * r.uniform(0.002, 0.008)
         # scroll wraps the picture around, so the boxes glide across forever.
-        return f"color=c={_hex(bg)}:s={s}:r={fps}," + ",".join(boxes) + f",scroll=h={sh:.4f}:v={sv:.4f}"
+        return (
+            f"color=c={_hex(bg)}:s={s}:r={fps},"
+            + ",".join(boxes)
+            + f",scroll=h={sh:.4f}:v={sv:.4f}"
+        )
     if kind == "gradients":
         rs = _render_size((w, h), long_side=480)
         n = r.randint(2, 4)
@@ -239,8 +252,7 @@ def generated_source(kind: str, seed: int, *, size: tuple[int, int] = (640, 360)
         return (
             f"mandelbrot=s={rs[0]}x{rs[1]}:r={fps}:maxiter=96:start_x={x}:start_y={y}"
             f":start_scale={r.uniform(2.0, 3.0):.3f}:end_scale={r.uniform(0.002, 0.02):.4f}"
-            f":end_pts={fps * r.randint(15, 30)}"
-            + _scale_to((w, h), rs, "bicubic")
+            f":end_pts={fps * r.randint(15, 30)}" + _scale_to((w, h), rs, "bicubic")
         )
     if kind == "life":
         rs = _render_size((w, h), div=r.choice((3, 4, 5)))
@@ -255,9 +267,7 @@ def generated_source(kind: str, seed: int, *, size: tuple[int, int] = (640, 360)
         rs = _render_size((w, h), div=r.choice((3, 4, 5)))
         rule = r.choice((18, 22, 30, 45, 73, 90, 110, 126, 150))
         fg, bg = colors[0], tuple(int(v * 0.2) for v in colors[1])
-        lut = ":".join(
-            f"{ch}='{b}+({f}-{b})*val/255'" for ch, f, b in zip("rgb", fg, bg)
-        )
+        lut = ":".join(f"{ch}='{b}+({f}-{b})*val/255'" for ch, f, b in zip("rgb", fg, bg))
         return (
             f"cellauto=s={rs[0]}x{rs[1]}:r={fps}:rule={rule}:seed={seed % 2**32}"
             f":ratio={r.uniform(0.2, 0.6):.3f},format=rgb24,lutrgb={lut}"
@@ -334,7 +344,9 @@ def generated_audio(kind: str, seed: int) -> str:
         )
     if kind == "silence":
         return f"anullsrc=channel_layout=stereo:sample_rate={_SAMPLE_RATE},{fmt}"
-    raise CompositeError(f"unknown generated audio kind {kind!r}; choose one of {', '.join(AUDIO_KINDS)}")
+    raise CompositeError(
+        f"unknown generated audio kind {kind!r}; choose one of {', '.join(AUDIO_KINDS)}"
+    )
 
 
 # ------------------------------------------------------------------ feeds
@@ -381,11 +393,15 @@ def _probe_media(path: Path, what: str, *, want: str) -> tuple[bool, float | Non
         return False, None
     try:
         container = av.open(str(path), metadata_errors="ignore")
-    except Exception as e:  # av raises many FFmpegError subclasses and OSError
+    except (av.FFmpegError, OSError, ValueError) as e:
         reason = " ".join(str(getattr(e, "strerror", None) or e).split())
         raise CompositeError(f"{what}: not a readable media file ({reason}): {path}") from None
     try:
         fmt = container.format.name or ""
+        if fmt in _TEXT_FORMATS:
+            raise CompositeError(
+                f"{what}: is a text file, not a video or audio file (ffmpeg reads it as {fmt!r}): {path}"
+            )
         if want == "video":
             streams = [
                 s
@@ -411,7 +427,9 @@ def _probe_media(path: Path, what: str, *, want: str) -> tuple[bool, float | Non
         container.close()
 
 
-def _resolve_feed(item: str | Path | Feed | tuple, index: int, seed: int, duration: float) -> _Resolved:
+def _resolve_feed(
+    item: str | Path | Feed | tuple, index: int, seed: int, duration: float
+) -> _Resolved:
     what = f"feed {index + 1}"
     offset = 0.0
     if isinstance(item, Feed):
@@ -421,7 +439,9 @@ def _resolve_feed(item: str | Path | Feed | tuple, index: int, seed: int, durati
     elif isinstance(item, (str, Path)):
         src = item
     else:
-        raise CompositeError(f"{what}: expected a path, 'gen:KIND' or Feed, got {type(item).__name__}")
+        raise CompositeError(
+            f"{what}: expected a path, 'gen:KIND' or Feed, got {type(item).__name__}"
+        )
     s = str(src)
     p = Path(s)
     if not p.exists() and _OFFSET_SEP in s:
@@ -429,17 +449,21 @@ def _resolve_feed(item: str | Path | Feed | tuple, index: int, seed: int, durati
         try:
             offset = float(t)
         except ValueError:
-            raise CompositeError(f"{what}: bad offset {t!r} in {s!r} (use PATH#t=SECONDS)") from None
+            raise CompositeError(
+                f"{what}: bad offset {t!r} in {s!r} (use PATH#t=SECONDS)"
+            ) from None
         s, p = base, Path(base)
     if not p.exists() and s.startswith(_GEN_PREFIX):
-        parts = s[len(_GEN_PREFIX):].split(":")
+        parts = s[len(_GEN_PREFIX) :].split(":")
         kind = parts[0]
         if kind not in GENERATED_KINDS:
             raise CompositeError(
                 f"{what}: unknown generated source {kind!r}; choose one of {', '.join(GENERATED_KINDS)}"
             )
         if len(parts) > 2:
-            raise CompositeError(f"{what}: bad generated source {s!r} (use gen:KIND or gen:KIND:SEED)")
+            raise CompositeError(
+                f"{what}: bad generated source {s!r} (use gen:KIND or gen:KIND:SEED)"
+            )
         if len(parts) == 2:
             try:
                 gseed = int(parts[1])
@@ -472,7 +496,9 @@ def _split(total: int, n: int, gap: int) -> list[tuple[int, int]]:
     base = (avail // n) // 2 * 2
     sizes = [base] * (n - 1) + [avail - base * (n - 1)]
     if min(sizes) < 16:
-        raise CompositeError(f"cells would be under 16 px ({total} px split {n} ways with gap {gap})")
+        raise CompositeError(
+            f"cells would be under 16 px ({total} px split {n} ways with gap {gap})"
+        )
     out, pos = [], 0
     for sz in sizes:
         out.append((pos, sz))
@@ -541,21 +567,39 @@ def probe_ffmpeg() -> str:
     exe = _ffmpeg_bin()
     try:
         res = subprocess.run(
-            [exe, "-hide_banner", "-version"], capture_output=True, text=True, timeout=30, check=False
+            [exe, "-hide_banner", "-version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise CompositeError(f"{exe} does not run ({e}); reinstall it: apt-get install ffmpeg") from None
+        raise CompositeError(
+            f"{exe} does not run ({e}); reinstall it: apt-get install ffmpeg"
+        ) from None
     first = (res.stdout or "").strip().splitlines()
     if res.returncode != 0 or not first:
-        raise CompositeError(f"{exe} -version failed (exit {res.returncode}); reinstall it: apt-get install ffmpeg")
+        raise CompositeError(
+            f"{exe} -version failed (exit {res.returncode}); reinstall it: apt-get install ffmpeg"
+        )
     return first[0]
 
 
 def _codec_args(suffix: str, crf: int, fps: int, audio: bool, preset: str) -> list[str]:
     if suffix == ".webm":
         v = [
-            "-c:v", "libvpx-vp9", "-crf", str(round(crf * 63 / 51)), "-b:v", "0",
-            "-deadline", "realtime", "-cpu-used", "8", "-row-mt", "1",
+            "-c:v",
+            "libvpx-vp9",
+            "-crf",
+            str(round(crf * 63 / 51)),
+            "-b:v",
+            "0",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-row-mt",
+            "1",
         ]
         a = ["-c:a", "libopus", "-b:a", "64k"]
     elif suffix == ".avi":
@@ -603,11 +647,20 @@ def _run_ffmpeg(args: list[str], out: Path, timeout: float) -> None:
     try:
         try:
             res = subprocess.run(
-                [*args, tmp_name], capture_output=True, text=True, errors="replace",
-                timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+                [*args, tmp_name],
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=timeout,
+                check=False,
+                stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired as e:
-            err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+            err = (
+                e.stderr.decode(errors="replace")
+                if isinstance(e.stderr, bytes)
+                else (e.stderr or "")
+            )
             raise CompositeError(
                 f"cannot write {out}: ffmpeg ran past {timeout:.0f} s and was stopped\n{_tail(err)}"
             ) from None
@@ -618,7 +671,9 @@ def _run_ffmpeg(args: list[str], out: Path, timeout: float) -> None:
                 f"cannot write {out}: ffmpeg failed (exit {res.returncode})\n{_tail(res.stderr)}"
             )
         if not tmp.exists() or tmp.stat().st_size == 0:
-            raise CompositeError(f"cannot write {out}: ffmpeg exited 0 but wrote nothing\n{_tail(res.stderr)}")
+            raise CompositeError(
+                f"cannot write {out}: ffmpeg exited 0 but wrote nothing\n{_tail(res.stderr)}"
+            )
         os.replace(tmp, out)
     finally:
         if tmp.exists():
@@ -643,7 +698,9 @@ def _validate(
     out: Path,
 ) -> None:
     if layout not in LAYOUTS:
-        raise CompositeError(f"{out}: unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+        raise CompositeError(
+            f"{out}: unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}"
+        )
     try:
         W, H = (int(v) for v in canvas)
     except (TypeError, ValueError):
@@ -667,7 +724,9 @@ def _validate(
             f"{out}: gap_color {gap_color!r} is not a colour name or #RRGGBB / 0xRRGGBB"
         )
     if pip_corner not in PIP_CORNERS:
-        raise CompositeError(f"{out}: unknown pip_corner {pip_corner!r}; choose one of {', '.join(PIP_CORNERS)}")
+        raise CompositeError(
+            f"{out}: unknown pip_corner {pip_corner!r}; choose one of {', '.join(PIP_CORNERS)}"
+        )
     if not (0.1 <= float(pip_scale) <= 0.8):
         raise CompositeError(f"{out}: pip_scale must be in [0.1, 0.8], got {pip_scale!r}")
     if layout == "grid":
@@ -676,7 +735,9 @@ def _validate(
         except (TypeError, ValueError):
             raise CompositeError(f"{out}: grid must be (cols, rows), got {grid!r}") from None
         if not (1 <= cols <= 8 and 1 <= rows <= 8 and cols * rows >= 2):
-            raise CompositeError(f"{out}: grid {cols}x{rows} must be 1..8 by 1..8 with at least 2 cells")
+            raise CompositeError(
+                f"{out}: grid {cols}x{rows} must be 1..8 by 1..8 with at least 2 cells"
+            )
     if not (isinstance(crf, int) and 0 <= crf <= 51):
         raise CompositeError(f"{out}: crf must be an integer in 0..51, got {crf!r}")
     if out.suffix.lower() not in OUTPUT_FORMATS:
@@ -756,9 +817,13 @@ def make_composite(
     unusable inputs or an ffmpeg failure; no partial output is left behind.
     """
     out = Path(out)
-    _validate(layout, canvas, duration, fps, fit, gap, gap_color, pip_corner, pip_scale, grid, crf, out)
+    _validate(
+        layout, canvas, duration, fps, fit, gap, gap_color, pip_corner, pip_scale, grid, crf, out
+    )
     if preset not in PRESETS:
-        raise CompositeError(f"{out}: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raise CompositeError(
+            f"{out}: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"
+        )
     W, H = int(canvas[0]), int(canvas[1])
     grid = (int(grid[0]), int(grid[1]))
     duration = float(duration)
@@ -769,8 +834,8 @@ def make_composite(
         raise CompositeError(f"{out}: feeds must be a list, got a single {type(feeds).__name__}")
     feeds = list(feeds)
     if not lo <= len(feeds) <= hi:
-        want = str(lo) if lo == hi else f"{lo} to {hi}"
-        raise CompositeError(f"{out}: layout {layout!r} takes {want} feeds, got {len(feeds)}")
+        want = (f"{lo} feed" if lo == 1 else f"{lo} feeds") if lo == hi else f"{lo} to {hi} feeds"
+        raise CompositeError(f"{out}: layout {layout!r} takes {want}, got {len(feeds)}")
 
     exe = _ffmpeg_bin()
     try:
@@ -807,16 +872,25 @@ def make_composite(
         if border:
             pad = f",pad={w + 2 * border}:{h + 2 * border}:{border}:{border}:color={gap_color}"
         graph.append(f"{head}fps={fps},{sc},setsar=1,format=yuv420p{pad}[f{i}]")
-        graph.append(f"[bg{i}][f{i}]overlay=x={x - border}:y={y - border}:eof_action=repeat[bg{i + 1}]")
+        graph.append(
+            f"[bg{i}][f{i}]overlay=x={x - border}:y={y - border}:eof_action=repeat[bg{i + 1}]"
+        )
     vout = f"bg{len(resolved)}"
     graph.append(f"[{vout}]setsar=1[vout]")
 
     audio_label: str | None = None
+    # Hand the encoder whole frames of its own size (Opus 960, MP3 1152, AAC 1024
+    # samples): ffmpeg 5.1 sometimes passes the first frames from a complex graph
+    # before it has told the graph the encoder's frame size, and libopus then
+    # fails with "more samples than frame size".
+    frames = f"asetnsamples=n={_AUDIO_FRAME.get(out.suffix.lower(), 1024)}:p=0"
     if audio is not None:
         a = str(audio)
-        kind = a[len(_GEN_PREFIX):] if a.startswith(_GEN_PREFIX) else a
+        kind = a.removeprefix(_GEN_PREFIX)
         if kind in AUDIO_KINDS and not Path(a).exists():
-            graph.append(generated_audio(kind, _derive_seed(seed, "audio", kind)) + "[aout]")
+            graph.append(
+                generated_audio(kind, _derive_seed(seed, "audio", kind)) + f",{frames}[aout]"
+            )
             audio_label = kind
         else:
             try:
@@ -828,7 +902,8 @@ def make_composite(
             args += ["-stream_loop", "-1", "-threads", _THREADS, "-i", a]
             graph.append(
                 f"[{n_inputs}:a:0]asetpts=PTS-STARTPTS,aresample={_SAMPLE_RATE},"
-                f"aformat=sample_fmts=fltp:sample_rates={_SAMPLE_RATE}:channel_layouts=stereo[aout]"
+                f"aformat=sample_fmts=fltp:sample_rates={_SAMPLE_RATE}:channel_layouts=stereo,"
+                f"{frames}[aout]"
             )
             n_inputs += 1
             audio_label = a
@@ -840,8 +915,16 @@ def make_composite(
     args += ["-t", f"{duration:.3f}", "-r", str(fps)]
     args += _codec_args(out.suffix.lower(), crf, fps, audio_label is not None, preset)
     args += [
-        "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
-        "-map_metadata", "-1", "-map_chapters", "-1",
+        "-fflags",
+        "+bitexact",
+        "-flags:v",
+        "+bitexact",
+        "-flags:a",
+        "+bitexact",
+        "-map_metadata",
+        "-1",
+        "-map_chapters",
+        "-1",
     ]
     # Generous: a slow 2-core machine encodes a 720x1280 clip at ~100 fps.
     timeout = 60.0 + duration * fps * max(1, len(resolved)) * 0.2
@@ -870,8 +953,17 @@ def make_single(
     """
     feeds = None if source is None else [source]
     return make_composite(
-        out, "single", feeds=feeds, canvas=canvas, duration=duration, fps=fps,
-        audio=audio, seed=seed, fit=fit, crf=crf, preset=preset,
+        out,
+        "single",
+        feeds=feeds,
+        canvas=canvas,
+        duration=duration,
+        fps=fps,
+        audio=audio,
+        seed=seed,
+        fit=fit,
+        crf=crf,
+        preset=preset,
     )
 
 
@@ -955,7 +1047,9 @@ def make_demo_set(
     """
     out_dir = Path(out_dir)
     if not (isinstance(short_side, int) and short_side >= 64 and short_side % 2 == 0):
-        raise CompositeError(f"{out_dir}: short_side must be an even integer >= 64, got {short_side!r}")
+        raise CompositeError(
+            f"{out_dir}: short_side must be an even integer >= 64, got {short_side!r}"
+        )
     if not (1.0 <= float(duration) <= 10.0):
         raise CompositeError(f"{out_dir}: demo duration must be 1..10 s, got {duration!r}")
     duration = float(duration)
@@ -1002,40 +1096,65 @@ def make_demo_set(
         item["split"] = "history"
         item["path"] = out_dir / "history" / f"{item['name']}.mp4"
     # New composite: top = footage of h01 (single), bottom = the top feed of h03.
-    plan.append({
-        "name": "new_composite", "layout": "vertical", "n": 2, "canvas": portrait,
-        "feeds": [plan[0]["feeds"][0], plan[2]["feeds"][0]], "audio": sound(len(plan)),
-        "split": "new", "path": out_dir / "new" / "composite.mp4",
-    })
-    plan.append({
-        "name": "new_single", "layout": "single", "n": 1, "canvas": portrait,
-        "feeds": [feed()], "audio": sound(len(plan)), "split": "new",
-        "path": out_dir / "new" / "single.mp4",
-    })
+    plan.append(
+        {
+            "name": "new_composite",
+            "layout": "vertical",
+            "n": 2,
+            "canvas": portrait,
+            "feeds": [plan[0]["feeds"][0], plan[2]["feeds"][0]],
+            "audio": sound(len(plan)),
+            "split": "new",
+            "path": out_dir / "new" / "composite.mp4",
+        }
+    )
+    plan.append(
+        {
+            "name": "new_single",
+            "layout": "single",
+            "n": 1,
+            "canvas": portrait,
+            "feeds": [feed()],
+            "audio": sound(len(plan)),
+            "split": "new",
+            "path": out_dir / "new" / "single.mp4",
+        }
+    )
     for j, item in enumerate(plan):
         make_composite(
-            item["path"], item["layout"], feeds=item["feeds"], canvas=item["canvas"],
-            duration=duration, audio=item["audio"], seed=_derive_seed(seed, "demo-item", j),
-            gap=item.get("gap", 0), gap_color="white", preset=preset,
+            item["path"],
+            item["layout"],
+            feeds=item["feeds"],
+            canvas=item["canvas"],
+            duration=duration,
+            audio=item["audio"],
+            seed=_derive_seed(seed, "demo-item", j),
+            gap=item.get("gap", 0),
+            gap_color="white",
+            preset=preset,
         )
         footage = {f.split(_OFFSET_SEP)[0] for f in item["feeds"]}
         shares = [
-            o["name"] for o in plan
-            if o is not item and o["split"] == "history"
+            o["name"]
+            for o in plan
+            if o is not item
+            and o["split"] == "history"
             and footage & {f.split(_OFFSET_SEP)[0] for f in o["feeds"]}
         ]
-        entries.append({
-            "name": item["name"],
-            "path": str(item["path"]),
-            "layout": item["layout"],
-            "feeds": list(item["feeds"]),
-            "audio": item["audio"],
-            "canvas": list(item["canvas"]),
-            "duration": duration,
-            "fps": 25,
-            "split": item["split"],
-            "shares_feeds_with": shares,
-        })
+        entries.append(
+            {
+                "name": item["name"],
+                "path": str(item["path"]),
+                "layout": item["layout"],
+                "feeds": list(item["feeds"]),
+                "audio": item["audio"],
+                "canvas": list(item["canvas"]),
+                "duration": duration,
+                "fps": 25,
+                "split": item["split"],
+                "shares_feeds_with": shares,
+            }
+        )
     manifest = out_dir / "manifest.json"
     tmp = manifest.with_name(".manifest.json.part")
     tmp.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")

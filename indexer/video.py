@@ -13,7 +13,6 @@ What real uploads throw at a decoder, and how it is handled here:
 from __future__ import annotations
 
 import heapq
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +22,10 @@ import numpy as np
 
 from indexer.errors import (
     CorruptMediaError,
-    EmptyFileError,
-    MediaError,
     MediaTooLargeError,
     NotAVideoError,
 )
+from indexer.media import av_reason, open_media
 from indexer.records import Frame
 
 # Seek instead of decoding forward when the next wanted time is this far ahead.
@@ -61,11 +59,6 @@ class DecodeLog:
     warnings: list[str] = field(default_factory=list)
 
 
-def _av_reason(e: Exception) -> str:
-    msg = getattr(e, "strerror", None) or str(e)
-    return " ".join(str(msg).split())
-
-
 def _rotation_k(rotation: float | int | None) -> int:
     """Quarter turns counter-clockwise (np.rot90) that display a stored frame upright.
 
@@ -91,29 +84,7 @@ class VideoReader:
         self.path = str(path)
         self.max_side = max_side
         self.log = DecodeLog()
-        p = Path(path)
-        if not p.exists():
-            raise MediaError(path, "no such file")
-        if p.is_dir():
-            raise MediaError(path, "is a directory, not a media file")
-        try:
-            size = p.stat().st_size
-        except OSError as e:
-            raise MediaError(path, f"cannot read: {e.strerror}") from None
-        if size == 0:
-            raise EmptyFileError(path, "file is empty (0 bytes)")
-        if max_file_bytes is not None and size > max_file_bytes:
-            raise MediaTooLargeError(
-                path, f"file is {size / 1e9:.2f} GB, above the limit of {max_file_bytes / 1e9:.2f} GB"
-            )
-        if not os.access(p, os.R_OK):
-            raise MediaError(path, "permission denied")
-        try:
-            self._container = av.open(self.path, metadata_errors="ignore")
-        except av.error.InvalidDataError:
-            raise NotAVideoError(path, "not a media file that can be decoded (invalid data)") from None
-        except (av.FFmpegError, OSError) as e:
-            raise CorruptMediaError(path, f"cannot open: {_av_reason(e)}") from None
+        self._container, size = open_media(path, max_file_bytes)
         try:
             if not self._container.streams.video:
                 raise NotAVideoError(path, "contains no video stream")
@@ -192,7 +163,7 @@ class VideoReader:
                 t = float((packet.pts + (packet.duration or 0)) * packet.time_base)
                 end = max(end, t)
         except av.FFmpegError as e:
-            self.log.warnings.append(f"duration scan stopped early: {_av_reason(e)}")
+            self.log.warnings.append(f"duration scan stopped early: {av_reason(e)}")
         self._rewind()
         start = float(s.start_time * s.time_base) if s.start_time and s.time_base else 0.0
         return max(end - start, 0.0)
@@ -298,9 +269,9 @@ class VideoReader:
                         frames = self._decoded()
         except av.FFmpegError as e:
             if prev is None:
-                raise CorruptMediaError(self.path, f"cannot decode video: {_av_reason(e)}") from None
+                raise CorruptMediaError(self.path, f"cannot decode video: {av_reason(e)}") from None
             self.log.warnings.append(
-                f"decoding stopped at {prev[0]:.2f} s of {self.info.duration:.2f} s: {_av_reason(e)}"
+                f"decoding stopped at {prev[0]:.2f} s of {self.info.duration:.2f} s: {av_reason(e)}"
             )
         # Times past the last frame (duration metadata longer than the stream) get the last frame.
         if i < n and prev is not None:
@@ -336,8 +307,8 @@ class VideoReader:
                     yield t, self.to_rgb(frame)
         except av.FFmpegError as e:
             if not got:
-                raise CorruptMediaError(self.path, f"cannot decode video: {_av_reason(e)}") from None
-            self.log.warnings.append(f"decoding stopped early: {_av_reason(e)}")
+                raise CorruptMediaError(self.path, f"cannot decode video: {av_reason(e)}") from None
+            self.log.warnings.append(f"decoding stopped early: {av_reason(e)}")
 
     def scene_frames(self, threshold: float, max_frames: int) -> list[Frame]:
         """First frame plus the frames after the strongest content changes.

@@ -189,3 +189,33 @@ def test_config_show_masks_secrets(env, monkeypatch):
     out = run("config", "show").output
     assert "s3cret" not in out and "elastic:****@localhost:9200" in out
     assert "encoder.random_weights = true" in out
+
+
+def test_folder_with_unreadable_entries(env, clip_a):
+    folder = env / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(clip_a, folder / "sub" / "ok.mp4")
+    (folder / "dangling.mp4").symlink_to(env / "gone.mp4")
+    os.mkfifo(folder / "pipe.mp4")  # would block a decoder that opened it
+    res = run("index", "--recursive", "--no-transcribe", str(folder), "--json", ok=False)
+    items = {os.path.basename(i["path"]): i for i in json_lines(res.stdout)}
+    assert items["ok.mp4"]["status"] == "indexed"
+    assert items["dangling.mp4"]["status"] == "failed" and "no such file" in items["dangling.mp4"]["reason"]
+    assert items["pipe.mp4"]["status"] == "failed" and "regular file" in items["pipe.mp4"]["reason"]
+
+
+def test_make_composite_command(env):
+    out = env / "c.mp4"
+    res = run("make-composite", str(out), "--layout", "horizontal", "--canvas", "320x180", "--duration", "1.5",
+              "--feed", "gen:testsrc2", "--feed", "gen:mandelbrot", "--audio", "none", "--preset", "ultrafast")
+    info = json.loads(res.stdout)
+    assert info["path"] == str(out) and out.stat().st_size > 0
+    from indexer.video import VideoReader
+
+    with VideoReader(out) as r:
+        assert (r.info.width, r.info.height) == (320, 180) and not r.info.has_audio
+    res = run("make-composite", str(env / "x.mp4"), "--canvas", "321x180", ok=False)
+    assert "x.mp4" in res.stderr or "even" in res.stderr
+    res = run("make-composite", str(env / "y.mp4"), "--canvas", "big", ok=False)
+    assert "WxH" in res.stderr
+    assert "gen:gameplay" in run("make-composite", "--list-kinds").stdout

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
 import numpy as np
 import pytest
 
 from conftest import SHARED_MEDIA, ffmpeg, media
-from indexer.errors import CorruptMediaError, EmptyFileError, MediaError, MediaTooLargeError, NotAVideoError
+from indexer.errors import EmptyFileError, MediaError, MediaTooLargeError, NotAVideoError
 from indexer.sampling import parse_sampler
 from indexer.video import VideoReader
 

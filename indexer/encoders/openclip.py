@@ -112,9 +112,10 @@ class OpenClipEncoder(Encoder):
                 model, pretrained=str(Path(pretrained).expanduser()) if is_path else pretrained, **kwargs
             )
         except (RuntimeError, OSError, ValueError) as e:
-            first = str(e).splitlines()[0][:300]
+            text = " ".join(str(e).split())
+            why = "it could not be downloaded" if "download" in text.lower() else text[:200]
             raise WeightsUnavailableError(
-                f"pretrained weights {model}/{pretrained} could not be loaded ({first}); "
+                f"pretrained weights {model}/{pretrained} could not be loaded ({why}); "
                 "put the checkpoint file on disk and set encoder.pretrained to its path"
             ) from None
         return m, pre

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from indexer.errors import MediaError, SludgeError
 from indexer.identity import file_sha256
+from indexer.media import check_media_file
 from ops.app import err_console
 from ops.cli.main import get_app
 from ops.cli.output import emit_json, expand_paths, out_console
@@ -72,6 +73,7 @@ def _index_one(indexer, history, path: str, problem: str | None, source: str | N
         return Outcome(path, "failed", problem)
     t0 = time.perf_counter()
     try:
+        check_media_file(path, indexer.limits.max_file_bytes)  # before hashing: FIFOs, huge files
         vid = file_sha256(path)
         if history.has_video(vid):
             return Outcome(path, "present", video_id=vid)

@@ -46,8 +46,10 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     """
     if config_path:
         os.environ["SLUDGE_CONFIG"] = config_path
+    # User-facing messages go through rich; library log lines (open_clip logs its own
+    # download failures) would only repeat them, so they show with --debug alone.
     logging.basicConfig(
-        level=logging.DEBUG if debug else logging.ERROR,
+        level=logging.DEBUG if debug else logging.CRITICAL,
         format="%(levelname)s %(name)s: %(message)s",
     )
     ctx.ensure_object(dict)
