@@ -95,18 +95,30 @@ class App:
 
     def bank(self, *, with_encoder: bool = True) -> ExemplarBank:
         """The exemplar bank; ``with_encoder`` pins it to the encoder (loading it)."""
-        from search.local.bank import LocalBank
-
         model_id, dim = (self.encoder.model_id, self.encoder.dim) if with_encoder else (None, None)
-        bank = LocalBank(self.settings.bank_dir, model_id=model_id, dim=dim)
+        if self.settings.redis_url is not None:
+            from search.redis.bank import RedisBank
+
+            bank = RedisBank(self.settings.redis_url.get_secret_value(), self.settings.redis,
+                             model_id=model_id, dim=dim)
+        else:
+            from search.local.bank import LocalBank
+
+            bank = LocalBank(self.settings.bank_dir, model_id=model_id, dim=dim)
         self._stores.append(bank)
         return bank
 
     def history(self, *, with_encoder: bool = True) -> FrameHistory:
-        from search.local.history import LocalHistory
-
         model_id, dim = (self.encoder.model_id, self.encoder.dim) if with_encoder else (None, None)
-        hist = LocalHistory(self.settings.history_dir, model_id=model_id, dim=dim)
+        if self.settings.es_url is not None:
+            from search.elastic.history import ElasticHistory
+
+            hist = ElasticHistory(self.settings.es_url.get_secret_value(), self.settings.elastic,
+                                  model_id=model_id, dim=dim, outbox_dir=self.settings.data_dir / "outbox")
+        else:
+            from search.local.history import LocalHistory
+
+            hist = LocalHistory(self.settings.history_dir, model_id=model_id, dim=dim)
         self._stores.append(hist)
         return hist
 

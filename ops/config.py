@@ -99,6 +99,34 @@ class RecallSettings(Section):
     max_query_chars: int = Field(1000, ge=1)
 
 
+class RedisSettings(Section):
+    """The exemplar bank on Redis (used when ``redis_url`` is set)."""
+
+    index_name: str = Field("sludge-bank", description="alias the bank is queried through")
+    key_prefix: str = "sludge:bank"
+    hnsw_m: int = Field(16, ge=2, le=512)
+    hnsw_ef_construction: int = Field(200, ge=4, le=4096)
+    hnsw_ef_runtime: int = Field(64, ge=1, le=4096)
+    socket_timeout_s: float = Field(5.0, gt=0)
+    retries: int = Field(3, ge=0, le=20)
+
+
+class ElasticSettings(Section):
+    """The frame history on Elasticsearch (used when ``es_url`` is set)."""
+
+    index_prefix: str = "sludge-frames"
+    hnsw_m: int = Field(16, ge=2, le=512)
+    hnsw_ef_construction: int = Field(100, ge=4, le=4096)
+    num_candidates: int = Field(100, ge=1, le=10000)
+    shards: int = Field(1, ge=1)
+    replicas: int = Field(0, ge=0)
+    rollover_max_docs: int = Field(10_000_000, ge=1)
+    rollover_max_age: str = "30d"
+    bulk_chunk: int = Field(500, ge=1)
+    request_timeout_s: float = Field(30.0, gt=0)
+    retries: int = Field(5, ge=0, le=50)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SLUDGE_",
@@ -114,6 +142,8 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     bank: BankSettings = BankSettings()
     recall: RecallSettings = RecallSettings()
+    redis: RedisSettings = RedisSettings()
+    elastic: ElasticSettings = ElasticSettings()
 
     @classmethod
     def settings_customise_sources(

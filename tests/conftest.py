@@ -72,3 +72,8 @@ def clip_b(gen_dir) -> Path:
     ffmpeg("-f", "lavfi", "-i", "mandelbrot=size=320x240:rate=25", "-t", "4",
            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(out))
     return out
+
+
+# Server fixtures (real Redis / Elasticsearch started for the session) live in their own modules.
+from fixtures_redis import *  # noqa: E402,F401,F403
+from fixtures_es import *  # noqa: E402,F401,F403

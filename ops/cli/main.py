@@ -70,9 +70,14 @@ def get_app(ctx: click.Context) -> App:
 
 
 def _register() -> None:
-    from ops.cli import bank, check, composite, config_cmd, history, index, recall, transcribe
+    from ops.cli import (
+        bank, check, composite, config_cmd, evaluate, history, index, layout, policy, recall, services, sweep,
+        transcribe,
+    )
 
-    for module in (bank, check, composite, config_cmd, history, index, recall, transcribe):
+    modules = (bank, check, composite, config_cmd, evaluate, history, index, layout, policy, recall, services,
+               sweep, transcribe)
+    for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -1,0 +1,3 @@
+"""``sludge evaluate`` (being built)."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""``sludge layout`` (being built)."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""``sludge policy`` (being built)."""
+
+COMMANDS: list = []

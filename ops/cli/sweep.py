@@ -1,0 +1,3 @@
+"""``sludge sweep`` (being built)."""
+
+COMMANDS: list = []
