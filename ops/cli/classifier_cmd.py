@@ -1,0 +1,3 @@
+"""``sludge classifier_cmd`` (being built)."""
+
+COMMANDS: list = []

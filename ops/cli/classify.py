@@ -1,0 +1,3 @@
+"""``sludge classify`` (being built)."""
+
+COMMANDS: list = []
