@@ -6,8 +6,8 @@ hashes and checks.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +19,12 @@ from indexer.identity import file_sha256, text_sha256
 from indexer.pdq import pdq_hash
 from indexer.pipeline import Limits, sample_video
 from indexer.sampling import Sampler
+from search.bank import default_actor  # noqa: F401  (re-exported)
 from search.types import Exemplar
 
 MAX_TEXT_CHARS = 2000
 
 
-def default_actor() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "unknown"
 
 
 def text_exemplar(encoder: Encoder, policy: str, text: str, *, note: str = "",
@@ -88,3 +84,32 @@ def video_exemplars(encoder: Encoder, sampler: Sampler, policy: str, path: str |
         out.append((Exemplar("", policy, "frame", f"{src}@{f.ts:.2f}s", chash, encoder.model_id,
                              note=note, added_by=added_by or default_actor(), pdq=h, pdq_quality=q), v))
     return out
+
+
+_FRAME_SOURCE = re.compile(r"^(?P<path>.+)@(?P<ts>\d+(?:\.\d+)?)s$")
+
+
+def reembed(encoder: Encoder, ex: Exemplar) -> np.ndarray:
+    """A new vector for an existing exemplar from its source (import from another model, rebuild).
+
+    Texts are embedded again; images are read again from their path; frames are
+    decoded again from ``path@Ts``. A source that is gone is a MediaError naming it,
+    so a rebuild or import stops before anything is written.
+    """
+    if ex.kind == "text":
+        return encoder.embed_texts([ex.source])[0]
+    if ex.kind == "image":
+        return encoder.embed_images([read_image(ex.source)])[0]
+    m = _FRAME_SOURCE.match(ex.source)
+    if not m:
+        raise MediaError(ex.source, "frame exemplar source is not 'PATH@Ts'; cannot decode it again")
+    from indexer.video import VideoReader
+
+    path = m.group("path")
+    if not Path(path).is_file():
+        raise MediaError(path, f"video of frame exemplar {ex.exemplar_id} is gone; cannot re-embed it")
+    with VideoReader(path) as reader:
+        frames = reader.frames_at([float(m.group("ts"))])
+    if not frames:
+        raise MediaError(path, f"no frame at {m.group('ts')} s for exemplar {ex.exemplar_id}")
+    return encoder.embed_images([frames[0].image])[0]

@@ -94,12 +94,54 @@ class Match:
     source: str
     score: float
     signal: Literal["embedding", "pdq"] = "embedding"
+    #: PDQ matches only: Hamming distance in bits. ``score`` is then 1 - distance/128, the
+    #: cosine of the two hashes as ±1 vectors; a PDQ match counts as reaching any threshold.
+    distance: int | None = None
 
 
 @dataclass
 class AddResult:
     exemplar: Exemplar
     created: bool  # False: the same content was already in the policy
+
+
+AUDIT_ACTIONS = (
+    "policy.create", "policy.update", "exemplar.add", "exemplar.remove", "exemplar.enable",
+    "exemplar.disable", "bank.rebuild",
+)
+
+
+@dataclass
+class AuditEntry:
+    """One change to a bank: who, when, what, and the item before and after (no vectors).
+
+    Append-only on every backend (a Redis stream, an SQLite table), so a
+    moderator can answer "who added this exemplar and what did it replace".
+    """
+
+    entry_id: str
+    ts: float
+    actor: str
+    action: str
+    target: str  # exemplar id or policy name
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RebuildReport:
+    """What a rebuild (new encoder or index schema) did."""
+
+    exemplars: int
+    reembedded: int
+    copied: int
+    old_model: str | None
+    new_model: str
+    index: str | None = None  # the physical index now behind the alias (Redis)
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""``sludge check``: one video against the exemplar bank, a verdict per policy."""
+"""``sludge check``: one video against the exemplar bank (embedding KNN and PDQ), a verdict per policy."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 import click
 from rich.table import Table
 
+from indexer.pdq import pdq_hash
 from indexer.pipeline import sample_video
 from ops.cli.main import get_app
 from ops.cli.output import emit_json, out_console
@@ -32,7 +33,10 @@ def check_cmd(ctx: click.Context, video: str, sampler: str | None, k: int | None
     vectors = app.encoder.embed_images([f.image for f in sampled.frames])
     bank = app.bank()
     matches = bank.knn(vectors, k or app.settings.bank.k)
-    verdicts = decide(bank.list_policies(), [(f.ts, m) for f, m in zip(sampled.frames, matches)])
+    # Second signal: PDQ near-duplicates of known images and frames (re-uploads).
+    dups = bank.pdq_match([pdq_hash(f.image) for f in sampled.frames])
+    verdicts = decide(bank.list_policies(),
+                      [(f.ts, m + d) for f, m, d in zip(sampled.frames, matches, dups)])
     result = {
         "path": video,
         "verdict": "candidate" if any(v.verdict == "candidate" for v in verdicts) else "clear",
@@ -53,7 +57,8 @@ def check_cmd(ctx: click.Context, video: str, sampler: str | None, k: int | None
         table.add_column(col, overflow="fold")
     for v in verdicts:
         style = "bold red" if v.verdict == "candidate" else "green"
-        best = "\n".join(f"{m.score:.3f} {m.kind} {m.source[:50]} @{m.ts:.1f}s" for m in v.matches[:3])
+        best = "\n".join(f"{m.score:.3f}{' pdq' if m.signal == 'pdq' else ''} {m.kind} {m.source[:50]} @{m.ts:.1f}s"
+                         for m in v.matches[:3])
         table.add_row(v.policy, f"[{style}]{v.verdict}[/]", "" if v.score is None else f"{v.score:.3f}",
                       f"{v.threshold:g}", v.rule, f"{v.frames_over}/{v.frames}", best)
     out_console.print(table)

@@ -135,6 +135,10 @@ class Service(abc.ABC):
             time.sleep(0.1)
         if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
+        try:  # reap it when this process started it, so no zombie is left behind
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
 
     @property
     def log_file(self) -> Path:
