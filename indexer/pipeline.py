@@ -15,6 +15,7 @@ import numpy as np
 from indexer.encoders.base import Encoder
 from indexer.errors import NoAudioError
 from indexer.identity import file_sha256, frame_id
+from indexer.layout import DEFAULT_PARAMS, LayoutParams, LayoutResult, analyze_layout
 from indexer.pdq import pdq_hash
 from indexer.records import EMPTY_TRANSCRIPT, Frame, FrameRecord, Transcript, VideoRecord
 from indexer.sampling import Sampler
@@ -34,10 +35,23 @@ class Sampled:
     frames: list[Frame]
     warnings: list[str]
     seconds: float
+    layout: LayoutResult | None = None
+    layout_seconds: float = 0.0
 
 
-def sample_video(path: str | Path, sampler: Sampler, limits: Limits = Limits()) -> Sampled:
-    """Open, check limits and take the sampler's frames; raises typed MediaErrors."""
+def sample_video(
+    path: str | Path,
+    sampler: Sampler,
+    limits: Limits = Limits(),
+    *,
+    layout: bool = False,
+    layout_params: LayoutParams = DEFAULT_PARAMS,
+) -> Sampled:
+    """Open, check limits and take the sampler's frames; raises typed MediaErrors.
+
+    With ``layout``, the same open reader also runs layout analysis (a few short
+    runs of small frames); a layout failure is a warning, never a failed video.
+    """
     t0 = time.perf_counter()
     with VideoReader(
         path,
@@ -46,7 +60,16 @@ def sample_video(path: str | Path, sampler: Sampler, limits: Limits = Limits()) 
         max_duration_s=limits.max_duration_s,
     ) as reader:
         frames = sampler.sample(reader)
-        return Sampled(reader.info, frames, list(reader.log.warnings), time.perf_counter() - t0)
+        decode_s = time.perf_counter() - t0
+        result, layout_s = None, 0.0
+        if layout:
+            t1 = time.perf_counter()
+            try:
+                result = analyze_layout(reader, layout_params)
+            except Exception as e:  # noqa: BLE001 - layout is evidence, not a gate
+                reader.log.warnings.append(f"layout analysis failed: {e}")
+            layout_s = time.perf_counter() - t1
+        return Sampled(reader.info, frames, list(reader.log.warnings), decode_s, result, layout_s)
 
 
 class VideoIndexer:
@@ -58,11 +81,16 @@ class VideoIndexer:
         sampler: Sampler,
         transcriber=None,  # indexer.transcribe.Transcriber | None (None: no transcripts)
         limits: Limits = Limits(),
+        *,
+        layout: bool = True,
+        layout_params: LayoutParams = DEFAULT_PARAMS,
     ) -> None:
         self.encoder = encoder
         self.sampler = sampler
         self.transcriber = transcriber
         self.limits = limits
+        self.layout = layout  # False: records carry layout=None (skips the analysis)
+        self.layout_params = layout_params
 
     def embed_frames(self, frames: list[Frame]) -> np.ndarray:
         return self.encoder.embed_images([f.image for f in frames])
@@ -77,8 +105,12 @@ class VideoIndexer:
     ) -> VideoRecord:
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        sampled = sample_video(path, self.sampler, self.limits)  # checks the file before hashing it
+        sampled = sample_video(  # checks the file before hashing it
+            path, self.sampler, self.limits, layout=self.layout, layout_params=self.layout_params
+        )
         timings["decode"] = sampled.seconds
+        if self.layout:
+            timings["layout"] = sampled.layout_seconds
         t = time.perf_counter()
         vid = video_id or file_sha256(path)
         timings["hash"] = time.perf_counter() - t
@@ -115,6 +147,8 @@ class VideoIndexer:
             source=source,
             uploaded_at=uploaded_at,
             indexed_at=time.time(),
+            layout=sampled.layout.layout if sampled.layout is not None else None,
+            layout_detail=sampled.layout.detail() if sampled.layout is not None else None,
             timings=timings,
             warnings=sampled.warnings,
         )

@@ -1,0 +1,722 @@
+"""Layout analysis: is a video one feed, or several feeds stacked on one screen?
+
+No learned weights: pixels and motion only. Cheap enough to run on every
+upload (a few short runs of frames, decoded near keyframes, analysed at about
+224 px on the long side).
+
+The algorithm, in short:
+
+1. **Sampling.** ``n_runs`` points spread over the video; at each, seek to the
+   keyframe before it and keep ``run_len`` consecutive frames (decoding at most
+   ``max_lead`` frames forward to get near the point). Frames are scaled to the
+   analysis size by the decoder's scaler.
+2. **Bars.** Rows and columns at the edges that are uniform in space and
+   constant in time (letterbox, pillarbox, borders) are trimmed: they never
+   count as feeds or seams.
+3. **Seams (recursive XY-cut).** In the active box, a row (column) boundary
+   scores the median over the box's width (height) of the step across it,
+   divided by the same statistic on nearby rows. A *seam* is a boundary whose
+   score stays high in most sampled frames: a straight cut spanning the box
+   that persists across time. The box is split at its seams and each piece is
+   analysed again (so grids and feeds with bars inside their cells are found).
+4. **Chrome.** A piece that is static over time and mostly one colour (caption
+   or title band, a bar between feeds) or static and thin is not a feed: it is
+   dropped, and a seam that only separated it from the video does not count.
+5. **Picture-in-picture.** If no seams split the active box, persistent
+   straight edges are searched for a rectangle (four sides, or fewer where it
+   touches the box) covering 2–50 % of the area whose inside moves.
+6. **Independence.** For each pair of feeds, the motion inside runs and the
+   change between sampled times (scene cuts) are compared; cuts in one feed
+   and not in the other, or motion in one while the other is still, are
+   reported as evidence and raise the confidence. A whole-frame cut or a pan
+   moves every region together and adds nothing.
+
+Public API: :func:`analyze_layout` → :class:`LayoutResult` and :data:`LAYOUTS`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from indexer.errors import CorruptMediaError
+from indexer.media import av_reason
+from indexer.video import VideoReader
+
+LAYOUTS = ("single_scene", "vertical", "horizontal", "picture-in-picture", "grid")
+MULTI_FEED = frozenset(LAYOUTS[1:])
+
+
+@dataclass(frozen=True)
+class LayoutParams:
+    """Every tunable of the detector, with the values tuned on the dev pool."""
+
+    long_side: int = 224  # analysis size (long side, px)
+    n_runs: int = 6  # sampled points over the video
+    run_len: int = 3  # consecutive frames per point (motion)
+    max_lead: int = 20  # at most this many frames decoded forward from a keyframe
+    short_video_s: float = 12.0  # longer videos take the keyframes the seeks land on
+    bar_std: float = 6.0  # a bar row/column: spatial std below this (grey levels) ...
+    bar_tstd: float = 4.0  # ... and its mean varies less than this over time
+    seam_ratio: float = 3.5  # boundary step / neighbouring steps, in most frames
+    seam_quantile: float = 0.3  # "most frames": this low quantile over frames must pass
+    seam_min_step: float = 7.0  # grey levels (median across the box), same quantile
+    static_seam_ratio: float = 5.0  # stricter when nothing moves anywhere
+    min_region: float = 0.08  # a piece narrower than this fraction of its box is not a feed
+    chrome_flat: float = 0.55  # fraction of pixels near the piece's median colour: flat
+    static_motion: float = 1.2  # mean abs grey change below this: static
+    pip_edge: float = 7.0  # persistent edge strength (grey levels) for pip sides
+    pip_cover: float = 0.7  # fraction of each side that must be a persistent edge
+    pip_min_side: float = 0.15  # pip box sides, fraction of the active box
+    pip_max_area: float = 0.5
+    pip_weak_side: float = 1.8  # the one side allowed to be unclear must still be a step
+    pip_min_area: float = 0.02
+    max_depth: int = 1
+    grid_seam_low: float = 2.0  # a grid cut may be weak in some cells ...
+    grid_align: int = 4  # ... if it lines up (px) with a clear cut in another
+    max_comotion: float = 0.3  # motion correlated across a boundary: one picture
+    max_comotion_strong: float = 0.6
+    min_texture: float = 0.8  # mean |horizontal grey step| of a feed (blank bands are below)
+    max_structure: float = 0.25  # edge profiles correlated across a boundary: one picture
+    max_structure_strong: float = 0.55  # ... for very strong seams
+    strong_seam: float = 15.0
+    min_feed: float = 0.15  # a feed spans at least this fraction of the box it was cut from
+    chrome_change: float = 2.5  # chrome (caption band, bar) changes less than this between samples
+    sub_seam: float = 8.0
+    min_straight: float = 0.68  # fraction of the line on which the step sits exactly on the seam  # a cut inside a feed not aligned with a sibling's cut needs this score
+
+
+DEFAULT_PARAMS = LayoutParams()
+
+
+@dataclass
+class LayoutResult:
+    layout: str
+    confidence: float
+    regions: list[tuple[int, int, int, int]]  # x, y, w, h in displayed-frame pixels
+    evidence: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+    width: int = 0
+    height: int = 0
+    seconds: float = 0.0
+
+    @property
+    def multi_feed(self) -> bool:
+        return self.layout in MULTI_FEED
+
+    @property
+    def n_feeds(self) -> int:
+        return len(self.regions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "layout": self.layout,
+            "confidence": round(float(self.confidence), 4),
+            "regions": [list(map(int, r)) for r in self.regions],
+            "n_feeds": self.n_feeds,
+            "multi_feed": self.multi_feed,
+            "width": self.width,
+            "height": self.height,
+            "evidence": self.evidence,
+            "seconds": round(self.seconds, 4),
+        }
+
+    def detail(self) -> dict[str, Any]:
+        """What VideoRecord.layout_detail stores: confidence, regions, evidence (+ n_feeds, multi_feed)."""
+        return {
+            "confidence": round(float(self.confidence), 4),
+            "n_feeds": self.n_feeds,
+            "multi_feed": self.multi_feed,
+            "regions": [list(map(int, r)) for r in self.regions],
+            "evidence": self.evidence,
+        }
+
+
+# ------------------------------------------------------------------ sampling
+
+
+def analysis_size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    s = long_side / max(width, height)
+    return max(16, int(round(width * s / 2)) * 2), max(16, int(round(height * s / 2)) * 2)
+
+
+def sample_runs(reader: VideoReader, params: LayoutParams = DEFAULT_PARAMS) -> list[np.ndarray]:
+    """Short runs of consecutive frames, RGB uint8 at the analysis size: list of (run_len, h, w, 3)."""
+    info = reader.info
+    size = analysis_size(info.width, info.height, params.long_side)
+    dur = max(info.duration, 1e-3)
+    targets = [(i + 0.5) / params.n_runs * dur for i in range(params.n_runs)]
+    runs: list[np.ndarray] = []
+    seen: set[float] = set()
+    short = dur <= params.short_video_s
+    errors: list[str] = []
+    for t in targets:
+        if not reader._seek(t):
+            reader._rewind()
+        got: list[tuple[float, np.ndarray]] = []
+        n = 0
+        try:
+            for ft, frame in reader._decoded():
+                n += 1
+                # Short videos: decode forward to the point (at most max_lead frames). Long ones:
+                # take the keyframe the seek lands on (cheap), unless an earlier point took it.
+                if not got and ft < t - 1e-3 and n <= params.max_lead and (
+                        short or round(ft, 3) in seen):
+                    continue
+                got.append((ft, reader.to_rgb(frame, size=size)))
+                if len(got) >= params.run_len:
+                    break
+        except av.FFmpegError as e:
+            errors.append(av_reason(e))
+        if not got:
+            continue
+        key = round(got[0][0], 3)
+        if key in seen:
+            continue
+        seen.add(key)
+        while len(got) < params.run_len:
+            got.append(got[-1])
+        runs.append(np.stack([g for _, g in got]))
+    if not runs:
+        why = f": {errors[0]}" if errors else ""
+        raise CorruptMediaError(reader.path, f"no frame could be decoded for layout analysis{why}")
+    if errors:
+        reader.log.warnings.append(f"layout: decoding trouble at some points: {errors[0]}")
+    return runs
+
+
+# ------------------------------------------------------------------ analysis
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+class _Frames:
+    """The sampled frames as float arrays: all frames, first of each run, motion per run."""
+
+    def __init__(self, runs: list[np.ndarray]):
+        rgb = np.concatenate(runs).astype(np.float32)  # (T, h, w, 3)
+        self.rgb = rgb
+        self.g = _gray(rgb)  # (T, h, w)
+        self.n_runs = len(runs)
+        self.run_len = runs[0].shape[0]
+        g = self.g.reshape(self.n_runs, self.run_len, *self.g.shape[1:])
+        self.keys = g[:, 0]  # (R, h, w)
+        # motion inside runs: mean abs change between consecutive frames
+        self.motion = np.abs(np.diff(g, axis=1)).mean(axis=1) if self.run_len > 1 else np.zeros_like(self.keys)
+        self.h, self.w = self.g.shape[1:]
+
+
+def _trim_bars(F: _Frames, p: LayoutParams) -> tuple[int, int, int, int]:
+    """Active box (x0, y0, x1, y1): without uniform, constant bars at the edges."""
+    g = F.g
+    row_std = g.std(axis=2)  # (T, h)
+    row_mean = g.mean(axis=2)
+    col_std = g.std(axis=1)  # (T, w)
+    col_mean = g.mean(axis=1)
+    row_bar = (row_std.max(axis=0) < p.bar_std) & (row_mean.std(axis=0) < p.bar_tstd)
+    col_bar = (col_std.max(axis=0) < p.bar_std) & (col_mean.std(axis=0) < p.bar_tstd)
+
+    def span(bar: np.ndarray) -> tuple[int, int]:
+        n = len(bar)
+        a = 0
+        while a < n and bar[a]:
+            a += 1
+        b = n
+        while b > a and bar[b - 1]:
+            b -= 1
+        if b - a < n * 0.2:  # (nearly) all bar: a blank video; keep the whole frame
+            return 0, n
+        return a, b
+
+    y0, y1 = span(row_bar)
+    x0, x1 = span(col_bar)
+    return x0, y0, x1, y1
+
+
+def _seam_scores(g: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per boundary, over frames: step across it (median along the line) and its ratio to neighbours.
+
+    g: (T, h, w). axis=1: boundaries between rows (horizontal seams); axis=2: between columns.
+    Returns (step, ratio), each (T, n) for boundary index 1..n-1 at position i (between i-1 and i+1).
+    """
+    if axis == 2:
+        g = g.transpose(0, 2, 1)
+    # central difference over 2 px: seams blended over one row by scaling still show
+    d = np.abs(g[:, 2:, :] - g[:, :-2, :])  # (T, n-2, L): boundary at row i+1
+    step = np.median(d, axis=2)  # (T, n-2)
+    T, m = step.shape
+    # neighbourhood baseline: median step of rows 3..10 away on both sides
+    pad = np.pad(step, ((0, 0), (10, 10)), mode="edge")
+    neigh = np.stack([pad[:, 10 + k: 10 + k + m] for k in (-10, -8, -6, -4, 4, 6, 8, 10)], axis=0)
+    base = np.median(neigh, axis=0)
+    ratio = step / (base + 2.0)
+    return step, ratio
+
+
+def _corr_rows(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Pearson correlation of matching rows of u and v (last axis)."""
+    u = u - u.mean(axis=-1, keepdims=True)
+    v = v - v.mean(axis=-1, keepdims=True)
+    return (u * v).sum(-1) / (np.sqrt((u * u).sum(-1) * (v * v).sum(-1)) + 1e-6)
+
+
+def _continuity(g: np.ndarray, m: np.ndarray, pos: int, k: int = 3) -> tuple[float, float]:
+    """Does the picture continue across boundary ``pos`` (rows of g: (T, n, L))?
+
+    (structure, co-motion): the correlation along the line of edge profiles
+    k rows above and below, and of motion just above and below. Structures
+    that cross a natural edge (a leg over a floor line) and motion on both
+    sides at the same places make both high; two unrelated feeds give ~0.
+    """
+    n = g.shape[1]
+    a, b = max(0, pos - k), min(n - 1, pos + k)
+    ga = np.abs(np.diff(g[:, a, :], axis=1))
+    gb = np.abs(np.diff(g[:, b, :], axis=1))
+    structure = float(np.median(_corr_rows(ga, gb)))
+    ma = m[:, max(0, pos - 6): max(1, pos - 2), :].mean(axis=1)
+    mb = m[:, min(n - 1, pos + 2): min(n, pos + 6), :].mean(axis=1)
+    if ma.shape != mb.shape or ma.size == 0:
+        return structure, 0.0
+    active = (ma.max(axis=-1) > 2.0) & (mb.max(axis=-1) > 2.0)
+    comotion = float(np.mean(_corr_rows(ma, mb)[active])) if active.any() else 0.0
+    return structure, comotion
+
+
+def _straightness(g: np.ndarray, pos: int) -> float:
+    """Fraction of the line (columns of g: (T, n, L)) whose strongest persistent step within
+    3 px of boundary ``pos`` lies on it (±1 px). A cut between two feeds is exactly straight."""
+    d = np.abs(g[:, 2:, :] - g[:, :-2, :])  # boundary at row i+1
+    lo, hi = max(0, pos - 4), min(d.shape[1], pos + 3)
+    if hi <= lo:
+        return 0.0
+    win = np.median(d[:, lo:hi, :], axis=0)
+    am = np.argmax(win, axis=0) + lo + 1
+    return float(np.mean(np.abs(am - pos) <= 1))
+
+
+def _find_seams(F: _Frames, box: tuple[int, int, int, int], axis: int, p: LayoutParams,
+                moving: bool, need: float | None = None) -> list[tuple[int, float, dict]]:
+    """Seams (position in frame coordinates, score, details) inside box along one axis."""
+    x0, y0, x1, y1 = box
+    g = F.g[:, y0:y1, x0:x1]
+    m = F.motion[:, y0:y1, x0:x1]
+    if axis == 2:
+        g, m = g.transpose(0, 2, 1), m.transpose(0, 2, 1)
+    n = g.shape[1]
+    if n < 24 or g.shape[2] < 8:
+        return []
+    step, ratio = _seam_scores(g, 1)
+    q = p.seam_quantile
+    r = np.quantile(ratio, q, axis=0)
+    s = np.quantile(step, q, axis=0)
+    if need is None:
+        need = p.seam_ratio if moving else p.static_seam_ratio
+    ok = (r >= need) & (s >= p.seam_min_step)
+    margin = max(3, int(round(n * p.min_region)))
+    cands: list[tuple[int, float]] = []
+    for i in np.flatnonzero(ok):
+        pos = int(i) + 1  # boundary between rows pos-1 and pos+1 → seam at pos (pixel row)
+        if pos < margin or pos > n - margin:
+            continue
+        cands.append((pos, float(r[i])))
+    # non-maximum suppression: one seam per 4 px
+    cands.sort(key=lambda c: -c[1])
+    kept: list[tuple[int, float, dict]] = []
+    for pos, sc in cands:
+        if any(abs(pos - k) <= 4 for k, _, _ in kept):
+            continue
+        structure, comotion = _continuity(g, m, pos)
+        straight = _straightness(g, pos)
+        info = {"structure": round(structure, 2), "comotion": round(comotion, 2), "straight": round(straight, 2)}
+        if straight < p.min_straight:  # a natural edge: tilted, curved, or not the strongest step everywhere
+            info["rejected"] = "not straight"
+            kept.append((pos, sc, info))
+            continue
+        # a natural edge: the picture continues across it
+        strong = sc >= p.strong_seam
+        if comotion >= (p.max_comotion_strong if strong else p.max_comotion) or structure >= (
+                p.max_structure_strong if strong else p.max_structure):
+            info["rejected"] = "continuous"
+            kept.append((pos, sc, info))
+            continue
+        kept.append((pos, sc, info))
+    off = y0 if axis == 1 else x0
+    return sorted((pos + off, sc, info) for pos, sc, info in kept)
+
+
+def _region_stats(F: _Frames, box: tuple[int, int, int, int]) -> dict[str, float]:
+    x0, y0, x1, y1 = box
+    g = F.g[:, y0:y1, x0:x1]
+    med = np.median(g, axis=(1, 2), keepdims=True)
+    flat = float(np.mean(np.abs(g - med) < 3.0))
+    motion = float(F.motion[:, y0:y1, x0:x1].mean())
+    keys = F.keys[:, y0:y1, x0:x1]
+    change = float(np.abs(np.diff(keys, axis=0)).mean()) if len(keys) > 1 else 0.0
+    texture = float(np.abs(np.diff(g, axis=2)).mean()) if g.shape[2] > 1 else 0.0
+    return {"flat": flat, "motion": motion, "change": change, "texture": texture}
+
+
+def _is_chrome(st: dict[str, float], rel: float, p: LayoutParams) -> bool:
+    """Not a feed: a bar (one colour) or a static, mostly flat band (caption, title)."""
+    static = st["motion"] < p.static_motion and st["change"] < p.chrome_change
+    blank = st["texture"] < p.min_texture  # no detail at all: a bar with noise, a blurred band
+    return st["flat"] >= 0.95 or (static and (blank or st["flat"] >= p.chrome_flat))
+
+
+def _pieces(F: _Frames, box, direction: str, seams: list, p: LayoutParams):
+    """Cut box at seams; drop cuts that leave a thin non-chrome piece. Returns (pieces, seams)."""
+    x0, y0, x1, y1 = box
+    lo, hi = (y0, y1) if direction == "rows" else (x0, x1)
+    extent = hi - lo
+    seams = list(seams)
+    while True:
+        cuts = [lo] + [q for q, _, _ in seams] + [hi]
+        pieces = []
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            sub = (x0, a, x1, b) if direction == "rows" else (a, y0, b, y1)
+            st = _region_stats(F, sub) if b - a >= 2 else {"flat": 1.0, "motion": 0.0, "change": 0.0,
+                                                          "texture": 0.0}
+            pieces.append([sub, _is_chrome(st, (b - a) / extent, p) or b - a < 2, st, (b - a) / extent])
+        thin = [i for i, pc in enumerate(pieces) if not pc[1] and pc[3] < p.min_feed]
+        if not thin or not seams:
+            return pieces, seams
+        i = thin[0]
+        # remove the weaker seam next to the thin piece (piece i lies between seams i-1 and i)
+        nb = [j for j in (i - 1, i) if 0 <= j < len(seams)]
+        j = min(nb, key=lambda j: seams[j][1])
+        seams.pop(j)
+
+
+def _split(F: _Frames, box, p: LayoutParams, moving: bool, depth: int, log: list,
+           need: float | None = None) -> tuple:
+    """Recursive XY-cut. A tree: ('leaf', box) or (direction, [children]), direction 'rows'|'cols'."""
+    if depth > p.max_depth:
+        return ("leaf", box)
+    found = {d: _find_seams(F, box, 1 if d == "rows" else 2, p, moving, need) for d in ("rows", "cols")}
+    good = {d: [c for c in v if "rejected" not in c[2]] for d, v in found.items()}
+    direction = max(good, key=lambda d: (len(good[d]) > 0, max((c[1] for c in good[d]), default=0)))
+    seams = good[direction]
+    entry = {"box": list(box), "depth": depth,
+             "candidates": {d: [[q, round(sc, 2), info] for q, sc, info in v] for d, v in found.items() if v}}
+    if not seams:
+        if entry["candidates"]:
+            log.append(entry)
+        return ("leaf", box)
+    pieces, seams = _pieces(F, box, direction, seams, p)
+    content = [pc[0] for pc in pieces if not pc[1]]
+    entry.update(dir=direction, seams=[[q, round(sc, 2)] for q, sc, _ in seams],
+                 pieces=[{"box": list(pc[0]), "chrome": bool(pc[1]),
+                          **{k: round(v, 2) for k, v in pc[2].items()}} for pc in pieces])
+    log.append(entry)
+    if not content:
+        return ("leaf", box)
+    if len(content) == 1:
+        if content[0] == box:
+            return ("leaf", box)
+        # Only chrome was cut away (caption band, bar): the rest is analysed as the box, same level.
+        return _split(F, content[0], p, moving, depth, log, need)
+    if depth >= p.max_depth:
+        return (direction, [("leaf", c) for c in content])
+    # Feeds found. A grid: every feed is cut across at the same place (within a few px).
+    cross = "cols" if direction == "rows" else "rows"
+    axis = 1 if cross == "rows" else 2
+    per = []
+    for c in content:
+        # (aligned cuts are evidence enough: continuity is only asked of the clearest one)
+        cands = [(q, sc, "rejected" not in info)
+                 for q, sc, info in _find_seams(F, c, axis, p, moving, need=p.grid_seam_low)]
+        per.append(cands)
+    accepted: list[int] = []
+    for q, sc, clean in sorted((c for cands in per for c in cands), key=lambda c: -c[1]):
+        if not clean or sc < p.seam_ratio or any(abs(q - a) <= 4 for a in accepted):
+            continue
+        if all(any(abs(q - q2) <= p.grid_align for q2, _, _ in cands) for cands in per):
+            accepted.append(q)
+    if not accepted:
+        return (direction, [("leaf", c) for c in content])
+    accepted.sort()
+    children = []
+    for c, cands in zip(content, per):
+        cuts = sorted({min(cands, key=lambda qc: abs(qc[0] - a))[0] for a in accepted})
+        x0c, y0c, x1c, y1c = c
+        edges = ([y0c] if cross == "rows" else [x0c]) + cuts + ([y1c] if cross == "rows" else [x1c])
+        kids = []
+        for a, b in zip(edges[:-1], edges[1:]):
+            sub = (x0c, a, x1c, b) if cross == "rows" else (a, y0c, b, y1c)
+            if b - a >= 2 and not _is_chrome(_region_stats(F, sub), 1.0, p):
+                kids.append(("leaf", sub))
+        children.append((cross, kids) if len(kids) > 1 else (kids[0] if kids else ("leaf", c)))
+    log.append({"box": list(box), "grid_cuts": accepted, "dir": cross})
+    return (direction, children)
+
+
+def _leaves(tree) -> list[tuple[int, int, int, int]]:
+    if tree[0] == "leaf":
+        return [tree[1]]
+    out = []
+    for c in tree[1]:
+        out += _leaves(c)
+    return out
+
+
+def _runs_1d(b: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of True runs in a 1-D bool array."""
+    if not b.any():
+        return []
+    d = np.diff(np.concatenate([[0], b.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
+
+
+def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, int], float] | None:
+    """The best rectangle of persistent straight edges inside box, with its score."""
+    x0, y0, x1, y1 = box
+    g = F.g[:, y0:y1, x0:x1]
+    H, W = g.shape[1:]
+    if H < 32 or W < 32:
+        return None
+    q = p.seam_quantile
+    eh = np.quantile(np.abs(g[:, 2:, :] - g[:, :-2, :]), q, axis=0)  # (H-2, W): edge at row i+1
+    ev = np.quantile(np.abs(g[:, :, 2:] - g[:, :, :-2]), q, axis=0)  # (H, W-2)
+    def local_peak(e: np.ndarray) -> np.ndarray:
+        """Persistent step that stands out from the steps 4-10 px away across it (axis 0)."""
+        pad = np.pad(e, ((10, 10), (0, 0)), mode="edge")
+        n = e.shape[0]
+        neigh = np.stack([pad[10 + k: 10 + k + n] for k in (-10, -7, -4, 4, 7, 10)])
+        return (e >= p.pip_edge) & (e >= p.seam_ratio * (np.median(neigh, axis=0) + 2.0))
+
+    bh = np.zeros((H, W), bool)
+    bv = np.zeros((H, W), bool)
+    bh[1:-1] = local_peak(eh)
+    bv[:, 1:-1] = local_peak(ev.T).T
+    # tolerate a one-pixel wobble of the edge
+    bh = bh | np.roll(bh, 1, axis=0) | np.roll(bh, -1, axis=0)
+    bv = bv | np.roll(bv, 1, axis=1) | np.roll(bv, -1, axis=1)
+    min_w, min_h = int(W * p.pip_min_side), int(H * p.pip_min_side)
+
+    def candidates(b: np.ndarray, min_len: int, n: int) -> list[tuple[int, int, int]]:
+        out = []
+        for i in range(n):
+            for a, e in _runs_1d(b[i]):
+                if e - a >= min_len:
+                    out.append((i, int(a), int(e)))
+        # keep the longest few
+        out.sort(key=lambda c: -(c[2] - c[1]))
+        return out[:40]
+
+    hc = candidates(bh, min_w, H)
+    vc = candidates(bv.T, min_h, W)
+    # edges of the box itself count as sides (a pip touching the frame edge)
+    hc += [(0, 0, W), (H - 1, 0, W)]
+    vc += [(0, 0, H), (W - 1, 0, H)]
+    ch = np.cumsum(np.pad(bh, ((0, 0), (1, 0))), axis=1)
+    cv = np.cumsum(np.pad(bv, ((1, 0), (0, 0))), axis=0)
+    ch[0] = np.arange(W + 1)
+    ch[H - 1] = np.arange(W + 1)
+    cv[:, 0] = np.arange(H + 1)
+    cv[:, W - 1] = np.arange(H + 1)
+    ys = sorted({c[0] for c in hc})
+    xs = sorted({c[0] for c in vc})
+    rects: list = []
+    area_all = H * W
+    for i, ya in enumerate(ys):
+        for yb in ys[i + 1:]:
+            if yb - ya < min_h:
+                continue
+            for j, xa in enumerate(xs):
+                for xb in xs[j + 1:]:
+                    if xb - xa < min_w:
+                        continue
+                    area = (yb - ya) * (xb - xa) / area_all
+                    if not p.pip_min_area <= area <= p.pip_max_area:
+                        continue
+                    top = (ch[ya, xb] - ch[ya, xa]) / (xb - xa)
+                    bot = (ch[yb, xb] - ch[yb, xa]) / (xb - xa)
+                    lef = (cv[yb, xa] - cv[ya, xa]) / (yb - ya)
+                    rig = (cv[yb, xb] - cv[ya, xb]) / (yb - ya)
+                    cover = min(top, bot, lef, rig)
+                    if cover < p.pip_cover:
+                        continue
+                    # at least two sides must be real edges inside the box (not the box border)
+                    inner = (ya > 0) + (yb < H - 1) + (xa > 0) + (xb < W - 1)
+                    if inner < 4:
+                        continue
+                    score = cover + 0.05 * inner + 0.1 * area
+                    rects.append((score, xa, ya, xb, yb))
+    rects.sort(reverse=True)
+    best = None
+    for score, xa, ya, xb, yb in rects[:20]:
+        sides = []
+        near = []  # a side a few px from the box border: its step cannot stand out as clearly
+        for axis, pos, a, b, n in ((1, ya, xa, xb, H), (1, yb, xa, xb, H), (2, xa, ya, yb, W), (2, xb, ya, yb, W)):
+            sides.append(_segment_seam(g, F.motion[:, y0:y1, x0:x1], axis, pos, a, b))
+            near.append(min(pos, n - 1 - pos) < 0.06 * n)
+        clear = [r >= p.seam_ratio and st >= p.seam_min_step and cs < p.max_structure
+                 and cm < p.max_comotion_strong for r, st, cs, cm in sides]
+        ok = sum(clear) >= 3 and all(c or (nr and sd[0] >= p.pip_weak_side) for c, nr, sd in zip(clear, near, sides))
+        if ok:
+            weakest = min(r for r, _, _, _ in sides)
+            best = ((xa + x0, ya + y0, xb + x0, yb + y0), float(score), round(weakest, 2))
+            break
+    return best
+
+
+def _segment_seam(g: np.ndarray, m: np.ndarray, axis: int, pos: int, a: int, b: int):
+    """Seam statistics of one side of a rectangle: (ratio, step, structure, comotion)."""
+    if axis == 2:
+        g, m = g.transpose(0, 2, 1), m.transpose(0, 2, 1)
+    n = g.shape[1]
+    lo, hi = max(0, pos - 12), min(n, pos + 13)
+    sub, msub = g[:, lo:hi, a:b], m[:, lo:hi, a:b]
+    if sub.shape[1] < 5 or sub.shape[2] < 4:
+        return 0.0, 0.0, 1.0, 1.0
+    step, ratio = _seam_scores(sub, 1)
+    i = min(max(pos - lo - 1, 0), step.shape[1] - 1)
+    q = 0.3
+    r = float(np.quantile(ratio[:, max(0, i - 1): i + 2].max(axis=1), q))
+    st = float(np.quantile(step[:, max(0, i - 1): i + 2].max(axis=1), q))
+    cs, cm = _continuity(sub, msub, pos - lo)
+    return r, st, cs, cm
+
+
+def _independence(F: _Frames, boxes: list[tuple[int, int, int, int]]) -> dict[str, Any]:
+    """Do the regions move and cut independently? Signals per region, compared pairwise."""
+    if len(boxes) < 2:
+        return {}
+    mot = []  # per region, per run: motion
+    chg = []  # per region, per consecutive key pair: change
+    for x0, y0, x1, y1 in boxes:
+        mot.append(F.motion[:, y0:y1, x0:x1].mean(axis=(1, 2)))
+        k = F.keys[:, y0:y1, x0:x1]
+        chg.append(np.abs(np.diff(k, axis=0)).mean(axis=(1, 2)) if len(k) > 1 else np.zeros(0))
+    mot = np.array(mot)
+    chg = np.array(chg)
+    cuts_apart = 0
+    motion_apart = 0
+    n = len(boxes)
+    for i in range(n):
+        for j in range(i + 1, n):
+            if chg.shape[1]:
+                a, b = chg[i], chg[j]
+                cuts_apart += int(np.sum(((a > 25) & (b < 8)) | ((b > 25) & (a < 8))))
+            ma, mb = mot[i].mean(), mot[j].mean()
+            if max(ma, mb) > 3.0 and min(ma, mb) < 0.25 * max(ma, mb):
+                motion_apart += 1
+    return {
+        "cuts_apart": cuts_apart,
+        "motion_apart_pairs": motion_apart,
+        "region_motion": [round(float(m), 2) for m in mot.mean(axis=1)],
+    }
+
+
+def _box_to_px(box, sx: float, sy: float, W: int, H: int) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = box
+    X0, Y0 = int(round(x0 * sx)), int(round(y0 * sy))
+    X1, Y1 = min(W, int(round(x1 * sx))), min(H, int(round(y1 * sy)))
+    return X0, Y0, X1 - X0, Y1 - Y0
+
+
+def _sigmoid(x: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-x)))
+
+
+def classify_runs(runs: list[np.ndarray], width: int, height: int,
+                  params: LayoutParams = DEFAULT_PARAMS) -> LayoutResult:
+    """The layout from sampled runs (see :func:`sample_runs`) of a width x height video."""
+    p = params
+    F = _Frames(runs)
+    sx, sy = width / F.w, height / F.h
+    active = _trim_bars(F, p)
+    gmot = float(F.motion.mean())
+    gchg = float(np.abs(np.diff(F.keys, axis=0)).mean()) if F.n_runs > 1 else 0.0
+    moving = gmot >= p.static_motion or gchg >= 3.0
+    log: list = []
+    tree = _split(F, active, p, moving, 0, log)
+    leaves = _leaves(tree)
+    evidence: dict[str, Any] = {
+        "active_box": list(_box_to_px(active, sx, sy, width, height)),
+        "sampled_points": F.n_runs,
+        "frames": int(F.g.shape[0]),
+        "moving": moving,
+    }
+    layout = "single_scene"
+    regions = leaves
+    strength = 0.0
+    if len(leaves) >= 2:
+        dirs = set()
+
+        def walk(t):
+            if t[0] != "leaf":
+                dirs.add(t[0])
+                for c in t[1]:
+                    walk(c)
+
+        walk(tree)
+        if dirs == {"rows"}:
+            layout = "vertical"
+        elif dirs == {"cols"}:
+            layout = "horizontal"
+        else:
+            layout = "grid"
+        seam_scores = [sc for entry in log for _, sc in entry.get("seams", [])]
+        strength = max(seam_scores, default=0.0)
+        evidence["seams"] = log
+    else:
+        pip = _find_pip(F, leaves[0], p)
+        if pip is not None:
+            (xa, ya, xb, yb), score, weakest = pip
+            inner = (xa, ya, xb, yb)
+            st = _region_stats(F, inner)
+            alive = st["motion"] >= 0.5 or st["change"] >= 1.0
+            if not _is_chrome(st, 1.0, p) and st["texture"] > 2.0 and alive:
+                layout = "picture-in-picture"
+                regions = [leaves[0], inner]
+                strength = weakest
+                evidence["pip"] = {"box": list(_box_to_px(inner, sx, sy, width, height)),
+                                   "score": round(score, 3), **{k: round(v, 2) for k, v in st.items()}}
+        if layout == "single_scene" and log:
+            evidence["seams"] = log
+    if layout != "single_scene":
+        ind = _independence(F, regions)
+        evidence["independence"] = ind
+        bonus = 0.5 * min(2, ind.get("cuts_apart", 0)) + 0.5 * min(1, ind.get("motion_apart_pairs", 0))
+        confidence = _sigmoid(1.5 * (strength - p.seam_ratio) + 1.0 + bonus)
+    else:
+        # how close did anything come to a seam?
+        near = 0.0
+        for entry in log:
+            for _, sc in entry.get("seams", []):
+                near = max(near, sc)
+        confidence = 1.0 - _sigmoid(1.5 * (near - p.seam_ratio) + 1.0) if near else 0.95
+    px_regions = [_box_to_px(b, sx, sy, width, height) for b in regions]
+    return LayoutResult(layout, float(np.clip(confidence, 0.0, 1.0)), px_regions, evidence,
+                        width=width, height=height)
+
+
+def analyze_layout(video: str | Path | VideoReader, params: LayoutParams = DEFAULT_PARAMS) -> LayoutResult:
+    """The layout of one video (a path, or an open :class:`VideoReader`, left open).
+
+    Raises the reader's typed MediaErrors for files that cannot be decoded.
+    """
+    t0 = time.perf_counter()
+    if isinstance(video, VideoReader):
+        reader, own = video, False
+    else:
+        reader, own = VideoReader(video), True
+    try:
+        runs = sample_runs(reader, params)
+        info = reader.info
+    finally:
+        if own:
+            reader.close()
+    res = classify_runs(runs, info.width, info.height, params)
+    res.path = str(reader.path)
+    res.seconds = time.perf_counter() - t0
+    return res

@@ -1,0 +1,202 @@
+"""Layout analysis: stacked feeds found from pixels and motion, hard negatives left alone.
+
+Small composites and negatives are generated in tmp folders (generated
+sources, so the tests do not need ../shared/media; a real-clip case runs
+when it is present). The whole module takes well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from indexer.composite import make_composite, make_single
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+
+from indexer.layout import LAYOUTS, LayoutResult, analyze_layout  # noqa: E402
+
+# Moving, textured generated feeds with no internal straight edges of their own.
+FEEDS = ["gen:mandelbrot:1", "gen:life:2", "gen:cellauto:3", "gen:plasma:4"]
+
+
+def _kinds() -> list[str]:
+    from indexer.composite import GENERATED_KINDS
+
+    return list(GENERATED_KINDS)
+
+
+def _feeds(n: int) -> list[str]:
+    kinds = [k for k in ("mandelbrot", "life", "cellauto", "plasma", "noise", "gradients") if k in _kinds()]
+    return [f"gen:{kinds[i % len(kinds)]}:{i + 1}" for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("layout")
+    out: dict[str, Path] = {}
+    common = dict(duration=2.0, audio=None, preset="ultrafast", crf=26)
+    out["vertical"] = make_composite(d / "v.mp4", "vertical", feeds=_feeds(2), canvas=(180, 320), **common)
+    out["vertical3"] = make_composite(d / "v3.mp4", "vertical", feeds=_feeds(3), canvas=(180, 320), gap=4,
+                                      gap_color="white", **common)
+    out["horizontal"] = make_composite(d / "h.mp4", "horizontal", feeds=_feeds(2), canvas=(320, 180), **common)
+    out["grid"] = make_composite(d / "g.mp4", "grid", feeds=_feeds(4), canvas=(320, 320), **common)
+    out["single"] = make_single(d / "s.mp4", source=_feeds(1)[0], canvas=(180, 320), **common)
+    # Hard negative: a letterboxed single feed (bars above and below).
+    wide = make_single(d / "wide.mp4", source=_feeds(1)[0], canvas=(320, 180), **common)
+    out["letterbox"] = make_composite(d / "lb.mp4", "single", feeds=[str(wide)], canvas=(180, 320), fit="contain",
+                                      **common)
+    return out
+
+
+def test_constants_and_result_shape(made):
+    assert LAYOUTS == ("single_scene", "vertical", "horizontal", "picture-in-picture", "grid")
+    r = analyze_layout(made["vertical"])
+    assert isinstance(r, LayoutResult)
+    d = r.to_dict()
+    for key in ("path", "layout", "confidence", "regions", "evidence"):
+        assert key in d
+    assert 0.0 <= d["confidence"] <= 1.0
+    json.dumps(d)  # serialisable as is
+    assert {"confidence", "regions", "evidence"} <= set(r.detail())
+    assert d["multi_feed"] is True and d["n_feeds"] == 2  # what the cascade reads
+
+
+@pytest.mark.parametrize("name,layout,n", [
+    ("vertical", "vertical", 2),
+    ("vertical3", "vertical", 3),
+    ("horizontal", "horizontal", 2),
+    ("grid", "grid", 4),
+])
+def test_composites_are_classified_with_their_regions(made, name, layout, n):
+    r = analyze_layout(made[name])
+    assert r.layout == layout, r.evidence
+    assert len(r.regions) == n
+    W, H = r.width, r.height
+    for x, y, w, h in r.regions:
+        assert 0 <= x < W and 0 <= y < H and w > 0 and h > 0 and x + w <= W and y + h <= H
+    if layout == "vertical":  # stacked top to bottom, full width, boundaries near the cells'
+        ys = sorted(y for _, y, _, _ in r.regions)
+        assert ys[0] <= 8
+        assert all(w >= W * 0.9 for _, _, w, _ in r.regions)
+    if layout == "horizontal":
+        x2 = sorted(r.regions)[1][0]
+        assert abs(x2 - W / 2) <= W * 0.05
+
+
+@pytest.mark.parametrize("name", ["single", "letterbox"])
+def test_single_feeds_and_bars_are_one_feed(made, name):
+    r = analyze_layout(made[name])
+    assert r.layout == "single_scene", r.evidence
+    assert len(r.regions) == 1
+
+
+def test_letterbox_region_excludes_the_bars(made):
+    r = analyze_layout(made["letterbox"])
+    (x, y, w, h), = r.regions
+    assert y > 0 and y + h < r.height  # the picture, not the bars
+
+
+def test_reader_is_accepted_and_left_open(made):
+    from indexer.video import VideoReader
+
+    with VideoReader(made["horizontal"]) as reader:
+        r = analyze_layout(reader)
+        assert r.layout == "horizontal"
+        assert reader.frames_at([0.5])  # still usable
+
+
+def test_real_clip_negatives(tmp_path):
+    """Caption band and burned-in text over one real clip stay single (needs ../shared/media)."""
+    from conftest import SHARED_MEDIA
+    from indexer.layout_devset import Clip, _custom
+
+    src = SHARED_MEDIA / "video/real/facebookresearch-sam2__02_cups.mp4"
+    if not src.exists():
+        pytest.skip("shared media not present")
+    clip = Clip(str(src), 10.0, 1280, 720)
+    for kind in ("caption", "letterbox"):
+        out = tmp_path / f"{kind}.mp4"
+        _custom(out, kind, [(clip, 1.0)], (180, 320), random.Random(3), 26)
+        r = analyze_layout(out)
+        assert r.layout == "single_scene", (kind, r.evidence)
+
+
+def test_cli_json_lines_error_line_and_exit_code(made, tmp_path):
+    from ops.cli.main import cli
+
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video at all" * 10)
+    args = ["layout", str(made["vertical"]), str(bad), str(made["single"]), "--json"]
+    res = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert res.exit_code == 1
+    lines = [json.loads(x) for x in res.stdout.splitlines() if x.strip()]
+    assert len(lines) == 3
+    assert lines[0]["layout"] == "vertical" and lines[0]["path"] == str(made["vertical"])
+    assert set(("path", "layout", "confidence", "regions")) <= set(lines[0])
+    assert lines[1]["path"] == str(bad) and "error" in lines[1]
+    assert lines[2]["layout"] == "single_scene"
+    ok = CliRunner().invoke(cli, ["layout", str(made["horizontal"])], catch_exceptions=False)
+    assert ok.exit_code == 0 and "horizontal" in ok.stdout
+
+
+def test_eval_layout_reports_metrics(made, tmp_path):
+    from ops.cli.main import cli
+
+    labels = tmp_path / "labels.csv"
+    rows = [("vertical", "vertical"), ("horizontal", "horizontal"), ("single", "single_scene"),
+            ("grid", "grid")]
+    labels.write_text("path,layout\n" + "".join(f"{made[n]},{lab}\n" for n, lab in rows))
+    res = CliRunner().invoke(cli, ["eval", "layout", str(tmp_path), "--labels", str(labels), "--json",
+                                   "--resamples", "200", "--workers", "1"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    assert rep["n"] == 4
+    assert rep["metrics"]["accuracy"] == 1.0
+    assert rep["metrics"]["false_positive_rate"] == 0.0
+    assert rep["confusion"]["vertical"]["vertical"] == 1
+    assert len(rep["ci95"]["accuracy"]) == 2
+    text = CliRunner().invoke(cli, ["eval", "layout", str(tmp_path), "--labels", str(labels), "--resamples",
+                                    "100", "--workers", "1"], catch_exceptions=False)
+    assert "confusion" in text.stdout and "95% CI" in text.stdout
+
+
+def test_metrics_and_bootstrap():
+    from indexer.layout_devset import layout_metrics
+
+    truth = ["single_scene"] * 50 + ["vertical"] * 50
+    pred = ["single_scene"] * 49 + ["vertical"] + ["vertical"] * 45 + ["grid"] * 5
+    rep = layout_metrics(truth, pred, n_boot=300, seed=1)
+    m = rep["metrics"]
+    assert m["false_positive_rate"] == pytest.approx(0.02)
+    assert m["multi_feed_accuracy"] == pytest.approx(0.99)
+    assert m["accuracy"] == pytest.approx(0.94)
+    lo, hi = rep["ci95"]["accuracy"]
+    assert lo <= 0.94 <= hi and hi - lo < 0.2
+    assert rep["confusion"]["vertical"]["grid"] == 5
+
+
+def test_devset_recipe_is_data_and_pools_split_by_file():
+    from indexer.layout_devset import RECIPE, clip_pool
+
+    assert {t["label"] for t in RECIPE} == set(LAYOUTS)
+    kinds = {t["kind"] for t in RECIPE}
+    assert {"letterbox", "caption", "logo", "text", "border"} <= kinds
+    assert clip_pool("a.mp4") == clip_pool("a.mp4")
+    pools = {clip_pool(f"clip{i}.mp4") for i in range(50)}
+    assert pools == {"dev", "heldout"}
+
+
+def test_pipeline_fills_layout(made):
+    from indexer.pipeline import sample_video
+    from indexer.sampling import parse_sampler
+
+    s = sample_video(made["horizontal"], parse_sampler("uniform:2"), layout=True)
+    assert s.layout is not None and s.layout.layout == "horizontal"
+    s2 = sample_video(made["horizontal"], parse_sampler("uniform:2"))
+    assert s2.layout is None
