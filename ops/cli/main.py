@@ -58,7 +58,15 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
         if "app" not in ctx.obj:
             app = App(load_settings())
             ctx.obj["app"] = app
-            ctx.call_on_close(app.close)
+
+            def release() -> None:
+                app.close()
+                # ctx.obj holds this closure, which holds ctx: clear it so the models
+                # are freed now, not at the next garbage collection (tests and servers
+                # run many commands in one process).
+                ctx.obj.clear()
+
+            ctx.call_on_close(release)
         return ctx.obj["app"]
 
     ctx.obj["make_app"] = make_app
