@@ -29,7 +29,7 @@ def check_cmd(ctx: click.Context, video: str, sampler: str | None, k: int | None
     """
     app = get_app(ctx)
     t0 = time.perf_counter()
-    sampled = sample_video(video, app.sampler(sampler), app.limits)
+    sampled = sample_video(video, app.sampler(sampler), app.limits, layout=True)
     vectors = app.encoder.embed_images([f.image for f in sampled.frames])
     bank = app.bank()
     matches = bank.knn(vectors, k or app.settings.bank.k)
@@ -42,6 +42,7 @@ def check_cmd(ctx: click.Context, video: str, sampler: str | None, k: int | None
         "verdict": "candidate" if any(v.verdict == "candidate" for v in verdicts) else "clear",
         "policies": [v.to_dict() for v in verdicts],
         "frames": [f.ts for f in sampled.frames],
+        "layout": sampled.layout.to_dict() if sampled.layout is not None else None,
         "model_id": app.encoder.model_id,
         "random_weights": app.encoder.random_weights,
         "warnings": sampled.warnings,
@@ -52,7 +53,9 @@ def check_cmd(ctx: click.Context, video: str, sampler: str | None, k: int | None
         return
     if not verdicts:
         out_console.print("the bank has no policies yet: add exemplars with `sludge bank add`")
-    table = Table(title=f"check {video}  ({len(sampled.frames)} frames)", title_justify="left")
+    lay = sampled.layout
+    shape = f", layout {lay.layout} ({lay.confidence:.2f}, {len(lay.regions)} regions)" if lay is not None else ""
+    table = Table(title=f"check {video}  ({len(sampled.frames)} frames{shape})", title_justify="left")
     for col in ("policy", "verdict", "score", "threshold", "rule", "frames over", "best matches"):
         table.add_column(col, overflow="fold")
     for v in verdicts:
