@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml Makefile
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ffmpeg >/dev/null; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[dev,redis,es]'
+	$(PY) -m pip install -q -e '.[dev,redis,es,classifier,openvino]'
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -31,9 +31,19 @@ class App:
 
     @cached_property
     def encoder(self) -> Encoder:
+        s = self.settings.encoder
+        if s.backend == "qformer":
+            from indexer.encoders.qformer import QFormerEncoder
+
+            with err_console.status(f"loading encoder {s.qformer_model} (Q-Former ITC) …"):
+                qenc = QFormerEncoder(s.qformer_model, tokenizer=s.qformer_tokenizer, pooling=s.qformer_pooling,
+                                      device=s.device, batch_size=s.batch_size, seed=s.seed, threads=s.threads)
+            if qenc.random_weights:
+                err_console.print(f"[bold yellow]note:[/] encoder {qenc.model_id} is the tiny development model "
+                                  "with RANDOM weights. Scores show the machinery working, not real similarity.")
+            return qenc
         from indexer.encoders.openclip import OpenClipEncoder
 
-        s = self.settings.encoder
         with err_console.status(f"loading encoder {s.model} …"):
             enc = OpenClipEncoder(
                 s.model,
@@ -52,7 +62,54 @@ class App:
                 f"[bold yellow]note:[/] encoder {enc.model_id} uses RANDOM weights{why}. "
                 "Scores and rankings show the machinery working, not real similarity."
             )
+        if s.runtime != "torch":
+            enc = self._openvino(enc)
         return enc
+
+    def _openvino(self, base):
+        """The same model on OpenVINO; INT8 calibrates on frames of the configured videos."""
+        from indexer.encoders.openvino import OpenVinoClipEncoder
+
+        s = self.settings.encoder
+        precision = {"openvino": "fp32", "openvino-fp16": "fp16", "openvino-int8": "int8"}[s.runtime]
+        calibration = None
+        if precision == "int8":
+            from indexer.pipeline import sample_video
+            from indexer.sampling import UniformSampler
+
+            calibration = [f.image for v in s.calibration_videos
+                           for f in sample_video(v, UniformSampler(8), self.limits).frames]
+        with err_console.status(f"preparing OpenVINO {precision.upper()} model (first run converts it) …"):
+            return OpenVinoClipEncoder(base, precision=precision,
+                                       cache_dir=s.openvino_cache or self.settings.data_dir / "openvino",
+                                       calibration_images=calibration, threads=s.threads,
+                                       batch_size=s.batch_size)
+
+    @cached_property
+    def classifier(self):
+        """The confirm model (Visual-Qwen), loaded on first use: an export or a trained folder."""
+        from classifier.load import load_model
+        from classifier.prompt import QUESTIONS
+
+        s = self.settings.classifier
+        with err_console.status(f"loading classifier {s.model} …"):
+            model = load_model(s.model, device=s.device, question=QUESTIONS[s.question],
+                               max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, unparseable=s.unparseable)
+        if model.random_weights:
+            err_console.print(f"[bold yellow]note:[/] classifier {model.describe()}: answers show the machinery "
+                              "working, not a real judgement.")
+        return model
+
+    @cached_property
+    def cascade(self):
+        """Stage one (bank, PDQ, layout, transcript) → stage two (the classifier) in the uncertainty band."""
+        from classifier.cascade import Cascade
+
+        s = self.settings.classifier
+        return Cascade(lambda: self.classifier, sampler=self.sampler(s.sampler), limits=self.limits,
+                       band=(s.band_low, s.band_high), confirm_on_layout=s.confirm_on_layout,
+                       transcript_terms=tuple(s.transcript_terms),
+                       transcriber=(lambda: self.transcriber) if s.use_transcript else None)
 
     @cached_property
     def transcriber(self):

@@ -35,7 +35,10 @@ class Section(BaseModel):
 
 
 class EncoderSettings(Section):
-    backend: Literal["open_clip"] = "open_clip"
+    backend: Literal["open_clip", "qformer"] = Field(
+        "open_clip",
+        description="'open_clip' (CLIP family) or 'qformer' (BLIP-2 image-text contrastive space, 256-d)",
+    )
     model: str = "ViT-B-32"
     pretrained: str = Field(
         "laion2b_s34b_b79k",
@@ -57,6 +60,68 @@ class EncoderSettings(Section):
     batch_size: int = Field(16, ge=1, le=1024)
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default")
     device: str = "cpu"
+    runtime: Literal["torch", "openvino", "openvino-fp16", "openvino-int8"] = Field(
+        "torch",
+        description="open_clip runtime: PyTorch eager, or OpenVINO FP32/FP16/INT8 (same embedding space)",
+    )
+    openvino_cache: Path | None = Field(
+        None, description="converted OpenVINO models (default: $SLUDGE_DATA_DIR/openvino)"
+    )
+    calibration_videos: list[Path] = Field(
+        default_factory=list,
+        description="runtime openvino-int8: videos whose frames calibrate the quantization",
+    )
+    qformer_model: str = Field(
+        "Salesforce/blip2-itm-vit-g",
+        description="backend 'qformer': BLIP-2 checkpoint with ITC heads (id or folder); 'tiny' = random dev model",
+    )
+    qformer_tokenizer: str | None = Field(None, description="backend 'qformer': tokenizer (default: the model's)")
+    qformer_pooling: str = Field(
+        "mean", description="backend 'qformer': 32 query embeddings → one vector: 'mean' or 'query:K'"
+    )
+
+    @field_validator("qformer_pooling")
+    @classmethod
+    def _check_pooling(cls, v: str) -> str:
+        from indexer.encoders.qformer import parse_pooling
+
+        try:
+            parse_pooling(v)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+
+class ClassifierSettings(Section):
+    """The confirm stage (Visual-Qwen) and the cascade around it."""
+
+    model: str = Field(
+        "alpharomercoma/vqwen-qformer-tiktok-v2",
+        description="single-model export (id or folder) or a folder from `sludge classifier train`",
+    )
+    device: str = Field("auto", description="'auto': CUDA with bf16 where present, else CPU float32")
+    sampler: str = Field("uniform:4", description="frames per video for classify/confirm (the card: 4)")
+    question: Literal["eval", "demo"] = Field("eval", description="the evaluation question or the demo app's")
+    max_new_tokens: int = Field(8, ge=1, le=64, description="greedy answer length (the card: 6 to 8)")
+    batch_size: int = Field(8, ge=1, le=256, description="frames per forward pass")
+    unparseable: Literal["drop", "no"] = Field("drop", description="unparseable frames: dropped from the vote or 'no'")
+    use_transcript: bool = Field(True, description="put the Whisper transcript in the prompt (v2)")
+    band_low: float = Field(-0.05, ge=-2.0, le=2.0,
+                            description="cascade: bank margin (score - threshold) below which stage one clears")
+    band_high: float = Field(0.10, ge=-2.0, le=2.0,
+                             description="cascade: bank margin at or above which stage one flags without the model")
+    confirm_on_layout: bool = Field(True, description="cascade: a multi-feed layout sends a video to stage two")
+    transcript_terms: list[str] = Field(default_factory=list,
+                                        description="cascade: transcript words that send a video to stage two")
+
+    @field_validator("sampler")
+    @classmethod
+    def _check_sampler(cls, v: str) -> str:
+        try:
+            parse_sampler(v)
+        except SamplerSpecError as e:
+            raise ValueError(str(e)) from None
+        return v
 
 
 class TranscriberSettings(Section):
@@ -144,6 +209,7 @@ class Settings(BaseSettings):
     recall: RecallSettings = RecallSettings()
     redis: RedisSettings = RedisSettings()
     elastic: ElasticSettings = ElasticSettings()
+    classifier: ClassifierSettings = ClassifierSettings()
 
     @classmethod
     def settings_customise_sources(
