@@ -64,6 +64,8 @@ def index_cmd(ctx: click.Context, paths: tuple[str, ...], recursive: bool, sampl
             progress.advance(task)
     if not as_json:
         _summary(outcomes)
+    for note in getattr(history, "notices", []):  # server backends: videos kept in the local outbox
+        err_console.print(f"[bold yellow]note:[/] {note}")
     if any(o.status == "failed" for o in outcomes):
         sys.exit(1)
 

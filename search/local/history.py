@@ -12,13 +12,15 @@ import json
 import re
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from indexer.errors import QueryError, StoreError
+from indexer.errors import NotFoundError, QueryError, StoreError
 from indexer.records import VideoRecord
-from search.history import FrameHistory
+from search.history import NO_DECISION, FrameHistory, HistoryFilter, SweepCandidate, merge_candidate
 from search.local.db import META_SCHEMA, ModelGuard, connect, transaction
 from search.local.vectors import VectorIndex
 from search.scores import from_inner_product
@@ -48,6 +50,10 @@ SCHEMA = [
         pdq TEXT, pdq_quality INTEGER,
         embedding BLOB NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS frames_vid ON frames(vid)",
+    """CREATE TABLE IF NOT EXISTS sweep_runs (run_id TEXT PRIMARY KEY, state_json TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS sweep_candidates (
+        policy TEXT NOT NULL, video_id TEXT NOT NULL, score REAL NOT NULL, body_json TEXT NOT NULL,
+        PRIMARY KEY (policy, video_id))""",
     """CREATE VIRTUAL TABLE IF NOT EXISTS transcripts USING fts5(
         transcript, content='videos', content_rowid='vid', tokenize='unicode61 remove_diacritics 2')""",
     """CREATE TRIGGER IF NOT EXISTS videos_ai AFTER INSERT ON videos BEGIN
@@ -147,40 +153,63 @@ class LocalHistory(FrameHistory):
         rows = self.conn.execute(f"SELECT {_VIDEO_COLS} FROM videos WHERE video_id IN ({marks})", video_ids)
         return {r["video_id"]: _stored(r) for r in rows}
 
-    def _window(self, since: float | None, until: float | None) -> tuple[str, list]:
+    def set_decision(self, video_id: str, decision: str | None) -> None:
+        with transaction(self.conn):
+            cur = self.conn.execute("UPDATE videos SET decision = ? WHERE video_id = ?", (decision, video_id))
+        if cur.rowcount == 0:
+            raise NotFoundError(f"video {video_id} is not in the frame history at {self.directory}")
+
+    @staticmethod
+    def _where(where: HistoryFilter) -> tuple[str, list]:
         clauses, args = [], []
-        if since is not None:
+        if where.since is not None:
             clauses.append("v.uploaded_at >= ?")
-            args.append(since)
-        if until is not None:
+            args.append(where.since)
+        if where.until is not None:
             clauses.append("v.uploaded_at < ?")
-            args.append(until)
+            args.append(where.until)
+        for col, values in (("layout", where.layouts), ("source", where.sources)):
+            if values:
+                clauses.append(f"v.{col} IN (SELECT value FROM json_each(?))")
+                args.append(json.dumps(list(values)))
+        if where.decisions:
+            named = [d for d in where.decisions if d != NO_DECISION]
+            parts = ["v.decision IN (SELECT value FROM json_each(?))"]
+            args.append(json.dumps(named))
+            if NO_DECISION in where.decisions:
+                parts.append("v.decision IS NULL")
+            clauses.append("(" + " OR ".join(parts) + ")")
+        if where.video_ids is not None:
+            clauses.append("v.video_id IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps(list(where.video_ids)))
         return (" AND ".join(clauses) or "1"), args
 
-    def search_frames(
-        self, vector: np.ndarray, k: int, *, since: float | None = None, until: float | None = None
-    ) -> list[FrameHit]:
+    def _check_query(self, vector: np.ndarray) -> np.ndarray:
         q = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         if self.dim is not None and q.shape[1] != self.dim:
             raise QueryError(f"query has {q.shape[1]} dimensions; the history holds {self.dim}-d vectors")
-        allowed = None
-        if since is not None or until is not None:
-            where, args = self._window(since, until)
-            allowed = np.array(
-                [r[0] for r in self.conn.execute(
-                    f"SELECT f.rowid FROM frames f JOIN videos v ON v.vid = f.vid WHERE {where}", args)],
-                dtype=np.int64,
-            )
-        scores, ids = self._vectors.search(q, k, allowed)
-        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        if not np.all(np.isfinite(q)):
+            raise QueryError("the query vector holds NaN or infinite values")
+        return q
+
+    def _allowed(self, where: HistoryFilter) -> np.ndarray | None:
+        if where.is_empty():
+            return None
+        sql, args = self._where(where)
+        return np.array(
+            [r[0] for r in self.conn.execute(
+                f"SELECT f.rowid FROM frames f JOIN videos v ON v.vid = f.vid WHERE {sql}", args)],
+            dtype=np.int64,
+        )
+
+    def _frame_hits(self, found: list[tuple[int, float]]) -> list[FrameHit]:
         if not found:
             return []
-        marks = ",".join("?" * len(found))
         meta = {
             r[0]: r
             for r in self.conn.execute(
-                f"SELECT f.rowid, f.frame_id, v.video_id, f.ts FROM frames f JOIN videos v ON v.vid = f.vid "
-                f"WHERE f.rowid IN ({marks})", [i for i, _ in found])
+                "SELECT f.rowid, f.frame_id, v.video_id, f.ts FROM frames f JOIN videos v ON v.vid = f.vid "
+                "WHERE f.rowid IN (SELECT value FROM json_each(?))", (json.dumps([i for i, _ in found]),))
         }
         return [
             FrameHit(meta[i]["frame_id"], meta[i]["video_id"], meta[i]["ts"], from_inner_product(s))
@@ -188,19 +217,81 @@ class LocalHistory(FrameHistory):
             if i in meta
         ]
 
+    def search_frames(
+        self, vector: np.ndarray, k: int, *, since: float | None = None, until: float | None = None,
+        where: HistoryFilter | None = None, num_candidates: int | None = None,
+    ) -> list[FrameHit]:
+        q = self._check_query(vector)
+        allowed = self._allowed(HistoryFilter.of(where, since=since, until=until))
+        scores, ids = self._vectors.search(q, k, allowed)
+        return self._frame_hits([(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0])
+
+    def scan_frames(
+        self, vector: np.ndarray, *, min_score: float, where: HistoryFilter | None = None,
+        cursor: Any = None, page_size: int = 500,
+    ) -> Iterator[tuple[list[FrameHit], Any]]:
+        q = self._check_query(vector)
+        allowed = self._allowed(HistoryFilter.of(where))
+        total = self.conn.execute("SELECT COUNT(*) FROM frames").fetchone()[0]
+        if total == 0:
+            return
+        scores, ids = self._vectors.search(q, total, allowed)  # exact: every allowed frame, scored
+        hits = [h for h in self._frame_hits([(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0])
+                if h.score >= min_score]
+        hits.sort(key=lambda h: (-h.score, h.frame_id))
+        if cursor is not None:
+            c_score, c_id = float(cursor[0]), str(cursor[1])
+            hits = [h for h in hits if h.score < c_score or (h.score == c_score and h.frame_id > c_id)]
+        for i in range(0, len(hits), page_size):
+            page = hits[i: i + page_size]
+            yield page, [page[-1].score, page[-1].frame_id]
+
     def search_transcripts(
-        self, query: str, limit: int, *, since: float | None = None, until: float | None = None
+        self, query: str, limit: int, *, since: float | None = None, until: float | None = None,
+        where: HistoryFilter | None = None,
     ) -> list[TranscriptHit]:
-        where, args = self._window(since, until)
+        sql, args = self._where(HistoryFilter.of(where, since=since, until=until))
         rows = self.conn.execute(
             f"""SELECT v.video_id, -bm25(transcripts) AS score,
                        snippet(transcripts, 0, '[', ']', '…', 16) AS snip
                 FROM transcripts JOIN videos v ON v.vid = transcripts.rowid
-                WHERE transcripts MATCH ? AND {where}
+                WHERE transcripts MATCH ? AND {sql}
                 ORDER BY bm25(transcripts) LIMIT ?""",
             [fts_query(query), *args, limit],
         )
         return [TranscriptHit(r["video_id"], float(r["score"]), r["snip"]) for r in rows]
+
+    # -- sweep records ---------------------------------------------------------------
+    def sweep_state(self, run_id: str) -> dict | None:
+        row = self.conn.execute("SELECT state_json FROM sweep_runs WHERE run_id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save_sweep_state(self, run_id: str, state: dict) -> None:
+        with transaction(self.conn):
+            self.conn.execute(
+                "INSERT INTO sweep_runs(run_id, state_json) VALUES(?, ?) "
+                "ON CONFLICT(run_id) DO UPDATE SET state_json = excluded.state_json", (run_id, json.dumps(state)))
+
+    def upsert_candidates(self, candidates: list[SweepCandidate]) -> int:
+        new = 0
+        with transaction(self.conn):
+            for c in candidates:
+                row = self.conn.execute("SELECT body_json FROM sweep_candidates WHERE policy = ? AND video_id = ?",
+                                        (c.policy, c.video_id)).fetchone()
+                old = SweepCandidate.from_dict(json.loads(row[0])) if row else None
+                merged = merge_candidate(old, c)
+                new += old is None
+                self.conn.execute(
+                    "INSERT INTO sweep_candidates(policy, video_id, score, body_json) VALUES(?,?,?,?) "
+                    "ON CONFLICT(policy, video_id) DO UPDATE SET score = excluded.score, body_json = excluded.body_json",
+                    (c.policy, c.video_id, merged.score, json.dumps(merged.to_dict())))
+        return new
+
+    def sweep_candidates(self, policy: str, *, limit: int | None = None) -> list[SweepCandidate]:
+        rows = self.conn.execute(
+            "SELECT body_json FROM sweep_candidates WHERE policy = ? ORDER BY score DESC, video_id LIMIT ?",
+            (policy, -1 if limit is None else limit))
+        return [SweepCandidate.from_dict(json.loads(r[0])) for r in rows]
 
     def check_consistency(self) -> list[str]:
         """Videos whose stored frame count disagrees with their frames (should never happen)."""
@@ -219,11 +310,17 @@ class LocalHistory(FrameHistory):
             "location": str(self.directory),
             "videos": videos,
             "frames": frames,
+            "documents": videos + frames,  # rows: one per video, one per frame
+            "segments": None,  # SQLite + one flat faiss index: no segments
             "model_ids": [r[0] for r in self.conn.execute("SELECT DISTINCT model_id FROM videos")],
             "bytes_on_disk": size,
+            "sweep_candidates": self.conn.execute("SELECT COUNT(*) FROM sweep_candidates").fetchone()[0],
         }
 
     def close(self) -> None:
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         try:
             if self._wrote:  # catch the snapshot up with this session's rows: the next reader starts warm
                 self._vectors.sync()
