@@ -198,7 +198,7 @@ def _custom(out: Path, kind: str, clips: list[tuple[Clip, float]], canvas: tuple
         g.append(f"color=c={bgc}:s={W}x{H}:r={FPS}[bg]")
         g.append(f"[0:v]{base},{cover.format(w=W, h=top_h)}[a]")
         g.append(f"[1:v]{base},{cover.format(w=W, h=bot_h)}[b]")
-        g.append(f"[bg][a]overlay=0:0[t]")
+        g.append("[bg][a]overlay=0:0[t]")
         g.append(f"[t][b]overlay=0:{y2}:shortest=0[v0]")
         detail.update(bar=bar, split=y2)
     elif kind in ("letterbox", "pillarbox", "caption_letterbox"):

@@ -17,6 +17,29 @@ from PIL import Image
 ImageLike = np.ndarray | Image.Image
 
 
+def to_pil(img: ImageLike) -> Image.Image:
+    """Any RGB(A) or grey array, or a PIL image, as an RGB PIL image (what every preprocessor takes)."""
+    from indexer.errors import EncoderError
+
+    if isinstance(img, Image.Image):
+        return img.convert("RGB")
+    arr = np.asarray(img)
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise EncoderError(f"expected an RGB image array (H, W, 3), got shape {arr.shape}")
+    return Image.fromarray(arr[..., :3].astype(np.uint8, copy=False))
+
+
+def check_texts(texts: Sequence[str]) -> None:
+    """Refuse empty texts before any model sees them: an empty prompt embeds to noise."""
+    from indexer.errors import QueryError
+
+    for t in texts:
+        if not t or not t.strip():
+            raise QueryError("empty text: nothing to embed")
+
+
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=-1, keepdims=True)

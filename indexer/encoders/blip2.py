@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from indexer.encoders.base import to_pil
 from indexer.errors import EncoderError, WeightsUnavailableError
 
 log = logging.getLogger(__name__)
@@ -182,17 +183,6 @@ class Blip2ImagePreprocessor:
     def __call__(self, images: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
         pil = [to_pil(im) for im in images]
         return self._proc(images=pil, return_tensors="pt")["pixel_values"]
-
-
-def to_pil(img: Image.Image | np.ndarray) -> Image.Image:
-    if isinstance(img, Image.Image):
-        return img.convert("RGB")
-    arr = np.asarray(img)
-    if arr.ndim == 2:
-        arr = np.stack([arr] * 3, axis=-1)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise EncoderError(f"expected an RGB image array (H, W, 3), got shape {arr.shape}")
-    return Image.fromarray(arr[..., :3].astype(np.uint8, copy=False))
 
 
 # -- checkpoints ---------------------------------------------------------------------

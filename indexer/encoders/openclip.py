@@ -16,24 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from indexer.encoders.base import Encoder, ImageLike, l2_normalize
+from indexer.encoders.base import Encoder, ImageLike, check_texts, l2_normalize, to_pil
 from indexer.identity import file_sha256
-from indexer.errors import EncoderError, QueryError, WeightsUnavailableError
+from indexer.errors import EncoderError, WeightsUnavailableError
 
 log = logging.getLogger(__name__)
-
-
-def _to_pil(img: ImageLike) -> Image.Image:
-    if isinstance(img, Image.Image):
-        return img.convert("RGB")
-    arr = np.asarray(img)
-    if arr.ndim == 2:
-        arr = np.stack([arr] * 3, axis=-1)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise EncoderError(f"expected an RGB image array (H, W, 3), got shape {arr.shape}")
-    return Image.fromarray(arr[..., :3].astype(np.uint8, copy=False))
 
 
 class OpenClipEncoder(Encoder):
@@ -125,7 +113,7 @@ class OpenClipEncoder(Encoder):
             return np.zeros((0, self.dim), dtype=np.float32)
         out = []
         for i in range(0, len(images), self.batch_size):
-            batch = torch.stack([self._preprocess(_to_pil(im)) for im in images[i : i + self.batch_size]])
+            batch = torch.stack([self._preprocess(to_pil(im)) for im in images[i : i + self.batch_size]])
             with self._lock, torch.inference_mode():
                 feats = self._model.encode_image(batch.to(self.device))
             out.append(feats.float().cpu().numpy())
@@ -134,9 +122,7 @@ class OpenClipEncoder(Encoder):
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        for t in texts:
-            if not t or not t.strip():
-                raise QueryError("empty text: nothing to embed")
+        check_texts(texts)
         out = []
         for i in range(0, len(texts), self.batch_size):
             tokens = self._tokenizer(list(texts[i : i + self.batch_size])).to(self.device)

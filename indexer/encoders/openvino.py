@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indexer.encoders.base import Encoder, ImageLike, l2_normalize
-from indexer.encoders.openclip import OpenClipEncoder, _to_pil
-from indexer.errors import ConfigError, EncoderError, QueryError
+from indexer.encoders.base import Encoder, ImageLike, check_texts, l2_normalize, to_pil
+from indexer.encoders.openclip import OpenClipEncoder
+from indexer.errors import ConfigError, EncoderError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -153,7 +153,7 @@ class OpenVinoClipEncoder(Encoder):
     # -- inference -------------------------------------------------------------------
 
     def _pixels(self, images: Sequence[ImageLike]) -> np.ndarray:
-        return torch.stack([self.base._preprocess(_to_pil(im)) for im in images]).numpy()
+        return torch.stack([self.base._preprocess(to_pil(im)) for im in images]).numpy()
 
     def _request(self, which: str):
         store = self._image_requests if which == "image" else self._text_requests
@@ -176,9 +176,7 @@ class OpenVinoClipEncoder(Encoder):
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        for t in texts:
-            if not t or not t.strip():
-                raise QueryError("empty text: nothing to embed")
+        check_texts(texts)
         req = self._request("text")
         out = []
         for i in range(0, len(texts), self.batch_size):

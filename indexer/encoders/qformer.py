@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indexer.encoders.base import Encoder, ImageLike, l2_normalize
+from indexer.encoders.base import Encoder, ImageLike, check_texts, l2_normalize
 from indexer.encoders.blip2 import TINY, Blip2ImagePreprocessor, bert_vocab_file, load_vision_stack
-from indexer.errors import ConfigError, EncoderError, QueryError
+from indexer.errors import ConfigError, EncoderError
 
 DEFAULT_MODEL = "Salesforce/blip2-itm-vit-g"
 MAX_TEXT_TOKENS = 32  # LAVIS's Q-Former max_txt_len
@@ -129,9 +129,7 @@ class QFormerEncoder(Encoder):
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        for t in texts:
-            if not t or not t.strip():
-                raise QueryError("empty text: nothing to embed")
+        check_texts(texts)
         out = []
         for i in range(0, len(texts), self.batch_size):
             enc = self._tok(list(texts[i : i + self.batch_size]), padding=True, truncation=True,
