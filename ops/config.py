@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +26,17 @@ from indexer.errors import ConfigError, SamplerSpecError
 from indexer.sampling import parse_sampler
 
 DEFAULT_CONFIG_FILE = Path("sludge.toml")
+
+
+def _check_sampler(v: str) -> str:
+    try:
+        parse_sampler(v)
+    except SamplerSpecError as e:
+        raise ValueError(str(e)) from None  # pydantic then names the setting
+    return v
+
+
+SamplerSpec = Annotated[str, AfterValidator(_check_sampler)]
 
 
 class Section(BaseModel):
@@ -100,7 +111,7 @@ class ClassifierSettings(Section):
         description="single-model export (id or folder) or a folder from `sludge classifier train`",
     )
     device: str = Field("auto", description="'auto': CUDA with bf16 where present, else CPU float32")
-    sampler: str = Field("uniform:4", description="frames per video for classify/confirm (the card: 4)")
+    sampler: SamplerSpec = Field("uniform:4", description="frames per video for classify/confirm (the card: 4)")
     question: Literal["eval", "demo"] = Field("eval", description="the evaluation question or the demo app's")
     max_new_tokens: int = Field(8, ge=1, le=64, description="greedy answer length (the card: 6 to 8)")
     batch_size: int = Field(8, ge=1, le=256, description="frames per forward pass")
@@ -113,15 +124,6 @@ class ClassifierSettings(Section):
     confirm_on_layout: bool = Field(True, description="cascade: a multi-feed layout sends a video to stage two")
     transcript_terms: list[str] = Field(default_factory=list,
                                         description="cascade: transcript words that send a video to stage two")
-
-    @field_validator("sampler")
-    @classmethod
-    def _check_sampler(cls, v: str) -> str:
-        try:
-            parse_sampler(v)
-        except SamplerSpecError as e:
-            raise ValueError(str(e)) from None
-        return v
 
 
 class TranscriberSettings(Section):
@@ -137,19 +139,10 @@ class TranscriberSettings(Section):
 
 
 class IndexSettings(Section):
-    sampler: str = "uniform:4"
+    sampler: SamplerSpec = "uniform:4"
     max_side: int = Field(1280, ge=64, description="frames are downscaled to this longest side")
     max_file_bytes: int = Field(4 * 1024**3, ge=1)
     max_duration_s: float = Field(3 * 3600.0, gt=0)
-
-    @field_validator("sampler")
-    @classmethod
-    def _check_sampler(cls, v: str) -> str:
-        try:
-            parse_sampler(v)
-        except SamplerSpecError as e:
-            raise ValueError(str(e)) from None  # pydantic then names the setting
-        return v
 
 
 class BankSettings(Section):

@@ -27,7 +27,7 @@ from search.bank import (
     pdq_bits,
     pdq_score,
 )
-from search.local.db import META_SCHEMA, ModelGuard, bump_epoch, connect, set_meta, transaction
+from search.local.db import META_SCHEMA, GuardedStore, ModelGuard, bump_epoch, connect, set_meta, transaction
 from search.local.vectors import VectorIndex
 from search.scores import from_inner_product
 from search.types import AddResult, AuditEntry, Exemplar, Match, Policy, RebuildReport, Rule, check_policy_name
@@ -104,7 +104,7 @@ def _policy(row) -> Policy:
     )
 
 
-class LocalBank(ExemplarBank):
+class LocalBank(GuardedStore, ExemplarBank):
     backend = "local"
 
     def __init__(self, directory: str | Path, *, model_id: str | None = None, dim: int | None = None) -> None:
@@ -117,14 +117,6 @@ class LocalBank(ExemplarBank):
         self._guard.check(model_id, dim)
         self._want_model, self._want_dim = model_id, dim
         self._vectors = VectorIndex(self.conn, "exemplars", where="enabled = 1")
-
-    @property
-    def model_id(self) -> str | None:  # type: ignore[override]
-        return self._guard.model_id or self._want_model
-
-    @property
-    def dim(self) -> int | None:  # type: ignore[override]
-        return self._guard.dim or self._want_dim
 
     # -- policies ---------------------------------------------------------------
 

@@ -101,3 +101,19 @@ class ModelGuard:
         if self.model_id is None:
             set_meta(self.conn, "model_id", model_id)
             set_meta(self.conn, "dim", str(dim))
+
+
+class GuardedStore:
+    """The model a store answers for: the one recorded in it, else the one it was opened with."""
+
+    _guard: ModelGuard
+    _want_model: str | None
+    _want_dim: int | None
+
+    @property
+    def model_id(self) -> str | None:
+        return self._guard.model_id or self._want_model
+
+    @property
+    def dim(self) -> int | None:
+        return self._guard.dim or self._want_dim

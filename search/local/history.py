@@ -21,7 +21,7 @@ import numpy as np
 from indexer.errors import NotFoundError, QueryError, StoreError
 from indexer.records import VideoRecord
 from search.history import NO_DECISION, FrameHistory, HistoryFilter, SweepCandidate, merge_candidate
-from search.local.db import META_SCHEMA, ModelGuard, connect, transaction
+from search.local.db import META_SCHEMA, GuardedStore, ModelGuard, connect, transaction
 from search.local.vectors import VectorIndex
 from search.scores import from_inner_product
 from search.types import FrameHit, StoredVideo, TranscriptHit
@@ -89,7 +89,7 @@ def fts_query(text: str) -> str:
     return " AND ".join('"' + w.replace('"', "") + '"' for w in words[:64])
 
 
-class LocalHistory(FrameHistory):
+class LocalHistory(GuardedStore, FrameHistory):
     def __init__(self, directory: str | Path, *, model_id: str | None = None, dim: int | None = None) -> None:
         self.directory = Path(directory)
         self.conn = connect(self.directory / "history.sqlite3")
@@ -101,14 +101,6 @@ class LocalHistory(FrameHistory):
         self._want_model, self._want_dim = model_id, dim
         self._vectors = VectorIndex(self.conn, "frames", snapshot=self.directory / "frames.faiss")
         self._wrote = False
-
-    @property
-    def model_id(self) -> str | None:  # type: ignore[override]
-        return self._guard.model_id or self._want_model
-
-    @property
-    def dim(self) -> int | None:  # type: ignore[override]
-        return self._guard.dim or self._want_dim
 
     def add_video(self, record: VideoRecord) -> bool:
         if not record.frames:
