@@ -1,8 +1,14 @@
-"""``sludge check``: one video against the exemplar bank (embedding KNN and PDQ), a verdict per policy."""
+"""``sludge check``: one video against the exemplar bank (embedding KNN and PDQ), a verdict per policy.
+
+With ``--confirm`` the cascade decides the video too: stage one from the bank
+verdicts, the layout and the transcript; stage two (Visual-Qwen) only where
+they are unsure (:mod:`classifier.cascade`, via :func:`ops.screening.screen`).
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import click
 from rich.table import Table
@@ -11,43 +17,63 @@ from indexer.pdq import pdq_hash
 from indexer.pipeline import sample_video
 from ops.cli.main import get_app
 from ops.cli.output import emit_json, out_console
-from search.verdict import decide
+from ops.screening import DECISION_OF_VERDICT, Screening, match_bank, screen
+
+VERDICT_OF_DECISION = {d: v for v, d in DECISION_OF_VERDICT.items()}
+DECISION_STYLE = {"flagged": "bold red", "cleared": "green", "review": "bold yellow"}
 
 
 @click.command("check")
 @click.argument("video", type=click.Path())
 @click.option("--sampler", default=None, help="Frame sampler (default: index.sampler).")
 @click.option("-k", "--k", "k", type=click.IntRange(1, 1000), default=None, help="Exemplars retrieved per frame.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object with a `policies` list.")
+@click.option("--confirm", is_flag=True,
+              help="Decide with the cascade: stage one (bank, PDQ, layout, transcript), then the confirm model "
+                   "(Visual-Qwen) when the bank margin is in classifier.band_low..band_high or other signals call "
+                   "for it.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with a `policies` list (and `cascade`).")
 @click.pass_context
-def check_cmd(ctx: click.Context, video: str, sampler: str | None, k: int | None, as_json: bool) -> None:
+def check_cmd(ctx: click.Context, video: str, sampler: str | None, k: int | None, confirm: bool,
+              as_json: bool) -> None:
     """Match a video's frames against the bank; per policy: best matches, score, threshold, verdict.
 
     A policy's verdict is `candidate` when its rule is met (default: the best
     frame's cosine similarity to any of its exemplars reaches the threshold),
-    else `clear`.
+    else `clear`. With --confirm, also the cascade's decision (flagged,
+    cleared or review), the stage that decided, why, and what it cost.
     """
     app = get_app(ctx)
     t0 = time.perf_counter()
     sampled = sample_video(video, app.sampler(sampler), app.limits, layout=True)
-    vectors = app.encoder.embed_images([f.image for f in sampled.frames])
+    t_load = time.perf_counter()
+    encoder = app.encoder  # loaded on first use: not part of what stage one costs per video
+    load_s = time.perf_counter() - t_load
+    vectors = encoder.embed_images([f.image for f in sampled.frames])
     bank = app.bank()
-    matches = bank.knn(vectors, k or app.settings.bank.k)
+    times = [f.ts for f in sampled.frames]
     # Second signal: PDQ near-duplicates of known images and frames (re-uploads).
-    dups = bank.pdq_match([pdq_hash(f.image) for f in sampled.frames])
-    verdicts = decide(bank.list_policies(),
-                      [(f.ts, m + d) for f, m, d in zip(sampled.frames, matches, dups)])
-    result = {
+    pdq = [pdq_hash(f.image) for f in sampled.frames]
+    kk = k or app.settings.bank.k
+    screening: Screening | None = None
+    if confirm:
+        screening = screen(bank, video, times, vectors, pdq, k=kk, cascade=app.cascade, layout=sampled.layout,
+                           stage_one_seconds=time.perf_counter() - t0 - load_s)
+        verdicts = screening.policies
+    else:
+        verdicts = match_bank(bank, times, vectors, pdq, kk)
+    result: dict[str, Any] = {
         "path": video,
         "verdict": "candidate" if any(v.verdict == "candidate" for v in verdicts) else "clear",
         "policies": [v.to_dict() for v in verdicts],
-        "frames": [f.ts for f in sampled.frames],
+        "frames": times,
         "layout": sampled.layout.to_dict() if sampled.layout is not None else None,
         "model_id": app.encoder.model_id,
         "random_weights": app.encoder.random_weights,
         "warnings": sampled.warnings,
         "seconds": round(time.perf_counter() - t0, 3),
     }
+    if screening is not None:
+        result["cascade"] = cascade_dict(screening)
     if as_json:
         emit_json(result)
         return
@@ -65,8 +91,38 @@ def check_cmd(ctx: click.Context, video: str, sampler: str | None, k: int | None
         table.add_row(v.policy, f"[{style}]{v.verdict}[/]", "" if v.score is None else f"{v.score:.3f}",
                       f"{v.threshold:g}", v.rule, f"{v.frames_over}/{v.frames}", best)
     out_console.print(table)
+    if screening is not None:
+        print_decision(result["cascade"])
     for w in sampled.warnings:
         out_console.print(f"[yellow]warning:[/] {w}")
+
+
+def cascade_dict(s: Screening) -> dict[str, Any]:
+    """The cascade's decision as ``check --json`` reports it."""
+    cascade = s.cascade or {}
+    return {"decision": s.decision, "verdict": VERDICT_OF_DECISION.get(s.decision, s.decision), "stage": s.stage,
+            "reason": s.reason, "cost": cascade.get("cost", {}), "confirm": s.confirm,
+            "evidence": cascade.get("evidence", {})}
+
+
+def vote_text(confirm: dict[str, Any] | None) -> str:
+    """'1 yes / 0 no / 1 unparseable of 2 frames', or '' when stage two did not vote."""
+    vote = (confirm or {}).get("vote")
+    if not vote:
+        return ""
+    return f"{vote['yes']} yes / {vote['no']} no / {vote['unparseable']} unparseable of {vote['frames']} frames"
+
+
+def print_decision(c: dict[str, Any]) -> None:
+    style = DECISION_STYLE.get(c["decision"], "bold")
+    out_console.print(f"decision: [{style}]{c['decision']}[/] (cascade verdict {c['verdict']}, stage {c['stage']}): "
+                      f"{c['reason']}", soft_wrap=True)
+    cost = c.get("cost") or {}
+    secs = cost.get("seconds") or {}
+    line = (f"cost: {cost.get('model_calls', 0)} model calls, stage 1 {secs.get('stage1', 0.0):.3f} s, "
+            f"stage 2 {secs.get('stage2', 0.0):.3f} s")
+    votes = vote_text(c.get("confirm"))
+    out_console.print(line + (f"; vote {votes}" if votes else ""), soft_wrap=True)
 
 
 COMMANDS = [check_cmd]
