@@ -7,5 +7,5 @@ COPY search search
 COPY classifier classifier
 COPY ops ops
 RUN pip install --no-cache-dir torch torchvision --index-url https://download.pytorch.org/whl/cpu \
-    && pip install --no-cache-dir '.[redis,es]'
+    && pip install --no-cache-dir '.[redis,es,serve]'
 ENTRYPOINT ["sludge"]

@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml Makefile
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ffmpeg >/dev/null; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[dev,redis,es,classifier,openvino]'
+	$(PY) -m pip install -q -e '.[dev,redis,es,classifier,openvino,serve]'
 	@touch $(STAMP)
 
 setup: $(STAMP)

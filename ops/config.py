@@ -185,6 +185,74 @@ class ElasticSettings(Section):
     retries: int = Field(5, ge=0, le=50)
 
 
+class ApiSettings(Section):
+    """``sludge serve``: the ingest API (HTTP in)."""
+
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 only behind a proxy or in a container)")
+    port: int = Field(8080, ge=1, le=65535)
+    ingest_roots: list[Path] = Field(
+        default_factory=list, description="folders whose files may be submitted by `path` (none: path ingest is off)"
+    )
+    upload_dir: Path | None = Field(
+        None, description="where uploads and fetched URLs are kept (default $SLUDGE_DATA_DIR/uploads; shared by workers)"
+    )
+    max_body_bytes: int = Field(512 * 1024**2, ge=1024, description="largest request body (uploads included)")
+    url_max_bytes: int = Field(512 * 1024**2, ge=1024, description="largest video fetched from a `url`")
+    url_timeout_s: float = Field(60.0, gt=0, description="time limit for fetching a `url`, all of it")
+    url_allow: list[str] = Field(
+        default_factory=list,
+        description="CIDRs a `url` may point into although private/loopback/link-local (e.g. 10.1.0.0/16)",
+    )
+    rate_limit: str = Field("600/minute", description="per API key, kept in Redis ('N/second|minute|hour')")
+    idempotency_ttl_s: int = Field(86400, ge=60, description="how long an Idempotency-Key is remembered")
+
+    @field_validator("url_allow")
+    @classmethod
+    def _check_cidrs(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for c in v:
+            try:
+                ipaddress.ip_network(c, strict=False)
+            except ValueError:
+                raise ValueError(f"{c!r} is not an IP network (CIDR)") from None
+        return v
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate(cls, v: str) -> str:
+        try:
+            from limits import parse
+        except ImportError:
+            raise ValueError("setting a rate limit needs the 'serve' extra (pip install 'sludge[serve]')") from None
+        try:
+            parse(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not a rate like '600/minute'") from None
+        return v
+
+
+class HooksSettings(Section):
+    """Jobs on a Redis Stream, the workers that decide them, and the webhooks they send."""
+
+    key_prefix: str = Field("sludge:hooks", description="Redis keys of jobs, API keys, subscriptions, deliveries")
+    group: str = Field("sludge-workers", description="the workers' consumer group")
+    claim_idle_s: float = Field(60.0, gt=0, description="a job unacknowledged this long is taken over (XAUTOCLAIM)")
+    max_attempts: int = Field(3, ge=1, le=100, description="deliveries of a job before it goes to the dead letters")
+    block_ms: int = Field(2000, ge=10, le=60000, description="how long a worker waits on the stream per read")
+    confirm: bool = Field(False, description="run the cascade's confirm stage (Visual-Qwen) in the workers")
+    sampler: SamplerSpec | None = Field(None, description="frame sampler for uploads (default: index.sampler)")
+    transcribe: bool = Field(True, description="transcribe uploads (Whisper) before deciding")
+    webhook_timeout_s: float = Field(10.0, gt=0, description="per delivery attempt")
+    webhook_max_attempts: int = Field(12, ge=1, le=100, description="attempts before a delivery is dead")
+    webhook_backoff_s: float = Field(2.0, gt=0, description="first retry delay; doubles per attempt, with jitter")
+    webhook_backoff_max_s: float = Field(3600.0, gt=0, description="longest retry delay")
+    webhook_lease_s: float = Field(60.0, gt=0, description="a delivery claimed by a crashed worker is retried after")
+    webhook_allow_private: bool = Field(
+        False, description="let subscriptions point at private/loopback addresses (development and tests)"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SLUDGE_",
@@ -203,6 +271,8 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     elastic: ElasticSettings = ElasticSettings()
     classifier: ClassifierSettings = ClassifierSettings()
+    api: ApiSettings = ApiSettings()
+    hooks: HooksSettings = HooksSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -73,13 +73,25 @@ def sweep_group(ctx: click.Context, policy: str | None, query: str | None, image
         result = run_sweep(history, policy, vector, query=query or f"image:{image}", min_score=min_score,
                            where=where, page_size=page_size, on_page=on_page,
                            snippet_chars=app.settings.recall.snippet_chars)
+    announced = _announce(app, history, policy)
     if as_json:
-        emit_json(result.to_dict())
+        emit_json({**result.to_dict(), "webhooks_queued": announced})
         return
+    if announced:
+        out_console.print(f"{announced} sweep.candidate webhooks queued for the workers to send")
     out_console.print(
         f"sweep {policy} ({'resumed' if result.resumed else 'from the start'}): {result.frames_matched} frames "
         f"matched in {result.pages} pages, {result.candidates_seen} videos, {result.candidates_new} new "
         f"candidates, {result.seconds:.1f} s")
+
+
+def _announce(app, history, policy: str) -> int:
+    """sweep.candidate webhooks (idempotent per policy and video) when the hooks service is configured."""
+    if app.settings.redis_url is None:
+        return 0
+    from ops.hooks.service import announce_candidates
+
+    return announce_candidates(app.settings, history.sweep_candidates(policy))
 
 
 @sweep_group.command("list")

@@ -494,6 +494,9 @@ class ElasticHistory(FrameHistory):
                 self.client.update(index=self.videos_index, id=video_id, doc={"decision": decision}, refresh=True)
             except EsNotFound:
                 raise NotFoundError(f"video {video_id} is not in the frame history {self.alias}") from None
+            # update_by_query finds frames by searching: frames bulk-written moments ago (a worker decides
+            # right after indexing) are invisible to it until a refresh, and would keep no decision.
+            self.client.indices.refresh(index=self.alias)
             self.client.update_by_query(
                 index=self.alias, query={"term": {"video_id": video_id}}, conflicts="proceed", refresh=True,
                 script={"source": "ctx._source.decision = params.d", "params": {"d": decision}},

@@ -1,0 +1,516 @@
+"""The hooks service end to end: the API on loopback, workers as processes, real Redis and Elasticsearch.
+
+Webhooks go to a receiver on loopback that verifies every delivery with the
+``standardwebhooks`` package from PyPI (not the project's signing code).
+Models are the random-weight ViT-B-32 (pretrained weights cannot be fetched
+here): the tests check the machinery (exactly one decision and one webhook
+per video, retries, take-over), not the judgement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("standardwebhooks")
+httpx = pytest.importorskip("httpx")
+
+from conftest import ffmpeg  # noqa: E402
+
+from ops.services.base import free_port  # noqa: E402
+
+pytestmark = pytest.mark.slow
+SLUDGE = str(Path(sys.executable).parent / "sludge")
+
+
+# -- a webhook receiver that verifies with the reference library -----------------------------
+
+class Receiver:
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.secrets: list[str] = []  # one per subscription pointing here
+        self.got: list[dict] = []  # verified messages: {"id", "type", "data"}
+        self.rejected: list[str] = []
+        self.server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        from standardwebhooks.webhooks import Webhook
+
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
+                payload, errors = None, []
+                for secret in outer.secrets:
+                    try:
+                        payload = Webhook(secret).verify(body, dict(self.headers.items()))
+                        break
+                    except Exception as e:
+                        errors.append(f"{e.__class__.__name__}: {e}")
+                if payload is None:
+                    outer.rejected.append("; ".join(errors))
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                outer.got.append({"id": self.headers["webhook-id"], "type": payload["type"],
+                                  "data": payload["data"]})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def for_job(self, job_id: str) -> list[dict]:
+        return [m for m in self.got if m["data"].get("job_id") == job_id]
+
+
+# -- the stack ----------------------------------------------------------------------------------
+
+def wait_for(pred, timeout: float, what: str, every: float = 0.1):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Stack:
+    def __init__(self, tmp: Path, redis_url: str, es_url: str) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.tmp = tmp
+        self.roots = tmp / "roots"
+        self.roots.mkdir()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SLUDGE_")}
+        self.env.update({
+            "SLUDGE_DATA_DIR": str(tmp / "data"),
+            "SLUDGE_ENCODER__RANDOM_WEIGHTS": "true",
+            "SLUDGE_REDIS_URL": redis_url,
+            "SLUDGE_REDIS__INDEX_NAME": f"hooks-{tag}",
+            "SLUDGE_REDIS__KEY_PREFIX": f"hooks:{tag}:bank",
+            "SLUDGE_ES_URL": es_url,
+            "SLUDGE_ELASTIC__INDEX_PREFIX": f"t-hooks-{tag}",
+            "SLUDGE_HOOKS__KEY_PREFIX": f"hooks:{tag}",
+            "SLUDGE_HOOKS__TRANSCRIBE": "false",
+            "SLUDGE_HOOKS__CLAIM_IDLE_S": "4",
+            "SLUDGE_HOOKS__WEBHOOK_BACKOFF_S": "0.5",
+            "SLUDGE_HOOKS__WEBHOOK_BACKOFF_MAX_S": "2",
+            "SLUDGE_HOOKS__WEBHOOK_ALLOW_PRIVATE": "true",
+            "SLUDGE_API__INGEST_ROOTS": json.dumps([str(self.roots)]),
+            "SLUDGE_API__MAX_BODY_BYTES": str(8 * 1024 * 1024),
+            "SLUDGE_INDEX__SAMPLER": "uniform:3",
+            "HF_HUB_OFFLINE": "1",
+        })
+        self.procs: list[subprocess.Popen] = []
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def sludge(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([SLUDGE, *args], env={**self.env, **(env or {})}, capture_output=True, text=True,
+                              timeout=300)
+
+    def spawn(self, name: str, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+        log = self.tmp / f"{name}.log"
+        p = subprocess.Popen([SLUDGE, *args], env={**self.env, **(env or {})}, stdout=open(log, "w"),
+                             stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        return p, log
+
+    def start_api(self) -> None:
+        p, log = self.spawn("api", "serve", "--port", str(self.port), "--log-level", "warning")
+
+        def up():
+            if p.poll() is not None:
+                raise AssertionError(f"the API exited: {log.read_text()}")
+            try:
+                return httpx.get(self.base + "/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+        wait_for(up, 60, "the API")
+
+    def start_worker(self, name: str, env: dict | None = None) -> subprocess.Popen:
+        p, log = self.spawn(name, "worker", "--name", name, env=env)
+
+        def ready():
+            if p.poll() is not None:
+                raise AssertionError(f"worker {name} exited: {log.read_text()}")
+            return "ready" in log.read_text()
+        wait_for(ready, 120, f"worker {name}")
+        return p
+
+    def key(self, scopes: str) -> str:
+        r = self.sludge("keys", "create", "--scopes", scopes, "--name", f"test-{scopes}")
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip().splitlines()[-1]
+
+    def client(self, key: str | None) -> httpx.Client:
+        return httpx.Client(base_url=self.base, timeout=30,
+                            headers={"Authorization": f"Bearer {key}"} if key else {})
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, redis_server, es_server):
+    s = Stack(tmp_path_factory.mktemp("hooks"), redis_server.url, es_server.url)
+    s.receiver = Receiver()
+    s.receiver.start()
+    s.start_api()
+    s.admin = s.key("ingest,read,admin")
+    r = s.sludge("hooks", "add", s.receiver.url, "--events", "video.flagged,video.cleared")
+    assert r.returncode == 0, r.stderr
+    s.receiver.secrets.append(r.stdout.strip().splitlines()[-1])
+    assert s.receiver.secrets[0].startswith("whsec_")
+    with s.client(s.admin) as c:  # threshold -1: every video with a frame is flagged
+        r = c.post("/v1/bank/exemplars", json={"policy": "split-screen", "text": "two unrelated feeds stacked",
+                                               "threshold": -1.0})
+        assert r.status_code == 201, r.text
+    yield s
+    s.stop()
+    s.receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("long") / "long.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=12", "-c:v", "libx264", "-preset",
+           "veryfast", "-pix_fmt", "yuv420p", str(out))
+    return out
+
+
+@pytest.fixture
+def worker(stack, request):
+    """One worker for the test, stopped (SIGTERM: it finishes its job) afterwards."""
+    p = stack.start_worker(f"w-{request.node.name[:40]}")
+    yield p
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=60)
+
+
+def upload(c: httpx.Client, path: Path, *, idem: str | None = None, **form) -> httpx.Response:
+    headers = {"Idempotency-Key": idem} if idem else {}
+    with open(path, "rb") as f:
+        return c.post("/v1/videos", files={"file": (path.name, f, "video/mp4")}, data=form, headers=headers)
+
+
+def decided(c: httpx.Client, job_id: str, timeout: float = 120) -> dict:
+    def done():
+        j = c.get(f"/v1/videos/{job_id}").json()
+        return j if j["state"] in ("decided", "failed") else None
+    return wait_for(done, timeout, f"job {job_id} to be decided", every=0.25)
+
+
+# -- the tests ------------------------------------------------------------------------------------
+
+def test_upload_to_decision_to_verified_webhook(stack, worker, clip_a):
+    with stack.client(stack.admin) as c:
+        r = upload(c, clip_a, idem="upload-1", source="channel-7", meta=json.dumps({"upload_ref": "u-1"}))
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        again = upload(c, clip_a, idem="upload-1", source="channel-7", meta=json.dumps({"upload_ref": "u-1"}))
+        assert again.status_code == 202 and again.json()["id"] == job_id and again.json()["replayed"] is True
+        other = upload(c, clip_a, idem="upload-1", source="another-channel")
+        assert other.status_code == 409 and "Idempotency-Key" in other.json()["error"]["message"]
+
+        job = decided(c, job_id)
+        assert job["state"] == "decided", job
+        d = job["decision"]
+        assert d["decision"] == "flagged" and d["stage"] == 1
+        assert d["matched_policies"] == ["split-screen"]
+        pol = d["policies"][0]
+        assert pol["verdict"] == "candidate" and pol["frames"] == 3 and pol["matches"][0]["kind"] == "text"
+        assert d["layout"]["layout"] in ("single_scene", "vertical", "horizontal", "pip", "grid", "unknown")
+        assert "snippet" in d["transcript"] and d["random_weights"] is True
+        assert job["meta"] == {"upload_ref": "u-1", "source": "channel-7"}
+        assert "stored" not in job["source"] and str(stack.tmp) not in json.dumps(job)
+
+        msgs = wait_for(lambda: stack.receiver.for_job(job_id), 30, "the webhook")
+        time.sleep(1.0)  # a second copy would arrive now
+        msgs = stack.receiver.for_job(job_id)
+        assert len(msgs) == 1 and msgs[0]["type"] == "video.flagged"
+        assert msgs[0]["data"]["video_id"] == job["video_id"] and msgs[0]["data"]["meta"]["upload_ref"] == "u-1"
+        assert not stack.receiver.rejected
+
+        # The frames are in the history (Elasticsearch): recall finds the video, with its decision.
+        hits = c.post("/v1/recall", json={"query": "a test pattern", "limit": 5, "decisions": ["flagged"]})
+        assert hits.status_code == 200, hits.text
+        assert job["video_id"] in [h["video_id"] for h in hits.json()["results"]]
+        assert all("path" not in h for h in hits.json()["results"])
+
+        # Path ingest from a configured root.
+        inside = stack.roots / "from-root.mp4"
+        inside.write_bytes(clip_a.read_bytes() + b"")  # same bytes: the history already has the video
+        r = c.post("/v1/videos", json={"path": str(inside), "source": "nas"})
+        assert r.status_code == 202, r.text
+        assert decided(c, r.json()["id"])["decision"]["decision"] == "flagged"
+
+        metrics = httpx.get(stack.base + "/metrics").text
+        assert 'sludge_jobs_events_total{event="decided"}' in metrics
+        assert 'sludge_policy_matches_total{policy="split-screen"}' in metrics
+        assert 'sludge_webhook_deliveries_total{event="video.flagged",outcome="delivered"}' in metrics
+        assert 'sludge_stage_seconds_count{stage="encode"}' in metrics
+        assert 'sludge_stage_seconds_count{stage="upload_to_decision"}' in metrics
+        assert httpx.get(stack.base + "/readyz").json() == {"status": "ready",
+                                                            "checks": {"redis": "ok", "elasticsearch": "ok"}}
+
+
+def test_worker_killed_mid_job_is_finished_by_another(stack, long_clip):
+    """One decision and one webhook although two workers processed the job."""
+    slow = stack.start_worker("w-doomed", env={"SLUDGE_HOOKS__SAMPLER": "uniform:60"})
+    with stack.client(stack.admin) as c:
+        job_id = upload(c, long_clip).json()["id"]
+        wait_for(lambda: c.get(f"/v1/videos/{job_id}").json()["state"] == "processing", 60, "processing",
+                 every=0.05)
+        slow.kill()  # SIGKILL mid-job: no acknowledgement, no clean-up
+        slow.wait()
+        assert c.get(f"/v1/videos/{job_id}").json()["state"] == "processing"
+        rescue = stack.start_worker("w-rescue")
+        job = decided(c, job_id, timeout=180)
+        assert job["state"] == "decided" and job["decision"]["decision"] == "flagged"
+        assert job["attempts"] >= 2, "the job was taken over after the crash"
+        wait_for(lambda: stack.receiver.for_job(job_id), 30, "the webhook")
+        time.sleep(1.5)
+        assert len(stack.receiver.for_job(job_id)) == 1
+        r = stack.sludge("hooks", "deliveries", "--json")
+        mine = [d for d in json.loads(r.stdout)["deliveries"] if d["subject"] == job_id]
+        assert len(mine) == 1 and mine[0]["state"] == "delivered"
+    rescue.send_signal(signal.SIGTERM)
+    rescue.wait(timeout=60)
+
+
+def test_receiver_down_then_back(stack, worker, clip_b):
+    rec = stack.receiver
+    rec.stop()
+    with stack.client(stack.admin) as c:
+        job_id = upload(c, clip_b).json()["id"]
+        assert decided(c, job_id)["state"] == "decided"
+
+        def failing():
+            r = stack.sludge("hooks", "deliveries", "--json")
+            return [d for d in json.loads(r.stdout)["deliveries"]
+                    if d["subject"] == job_id and d["attempts"] >= 2 and d["state"] == "retrying"]
+        d = wait_for(failing, 60, "failed attempts", every=0.5)[0]
+        assert "ConnectError" in d["last_error"] and len(d["log"]) >= 2
+        rec.start()  # back on the same port
+        msgs = wait_for(lambda: rec.for_job(job_id), 60, "delivery once the receiver is back")
+        assert len(msgs) == 1 and msgs[0]["type"] == "video.flagged"
+
+
+def test_sweep_candidates_are_announced_once(stack, worker, clip_b):
+    r = stack.sludge("hooks", "add", stack.receiver.url, "--events", "sweep.candidate")
+    assert r.returncode == 0, r.stderr
+    stack.receiver.secrets.append(r.stdout.strip().splitlines()[-1])
+    with stack.client(stack.admin) as c:
+        job = decided(c, upload(c, clip_b, idem="sweep-clip").json()["id"])
+    sweep = ("sweep", "--policy", "sweep-test", "--query", "anything at all", "--min-score", "-1", "--json")
+    r = stack.sludge(*sweep)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["webhooks_queued"] >= 1
+    msgs = wait_for(lambda: [m for m in stack.receiver.got if m["type"] == "sweep.candidate"
+                             and m["data"]["video_id"] == job["video_id"]], 30, "sweep.candidate")
+    assert msgs[0]["data"]["policy"] == "sweep-test" and "path" not in msgs[0]["data"]
+    again = stack.sludge(*sweep)  # the same candidates again: nothing new to announce
+    assert json.loads(again.stdout)["webhooks_queued"] == 0
+
+
+def test_bad_requests_get_clear_answers_and_change_nothing(stack, worker, tmp_path):
+    reader = stack.key("read")
+    with stack.client(None) as anon, stack.client("sk_0000_notakey") as bad, stack.client(reader) as ro, \
+            stack.client(stack.admin) as c:
+        r = anon.get("/v1/videos/job_x")
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert bad.get("/v1/videos/job_x").status_code == 401
+        r = ro.post("/v1/videos", json={"url": "https://example.com/a.mp4"})
+        assert r.status_code == 403 and "ingest" in r.json()["error"]["message"]
+        r = ro.post("/v1/bank/exemplars", json={"policy": "p", "text": "x"})
+        assert r.status_code == 403
+        assert ro.get("/v1/videos/job_doesnotexist").status_code == 404
+
+        big = tmp_path / "big.mp4"
+        big.write_bytes(os.urandom(9 * 1024 * 1024))
+        r = upload(c, big)
+        assert r.status_code == 413 and "limit" in r.json()["error"]["message"]
+
+        for url, why in [("http://127.0.0.1:9/x.mp4", "loopback"), ("http://10.1.2.3/x.mp4", "private"),
+                         ("http://169.254.169.254/latest/meta-data", "link-local"),
+                         ("file:///etc/passwd", "scheme"), ("gopher://example.com/x", "scheme")]:
+            r = c.post("/v1/videos", json={"url": url})
+            assert r.status_code == 422 and why in r.json()["error"]["message"], (url, r.text)
+        for p in ["/etc/passwd", str(stack.roots / ".." / ".." / "etc" / "passwd"), "relative/x.mp4"]:
+            r = c.post("/v1/videos", json={"path": p})
+            assert r.status_code == 422, (p, r.text)
+        outside = tmp_path / "outside.mp4"
+        outside.write_bytes(b"x")
+        (stack.roots / "link.mp4").symlink_to(outside)
+        r = c.post("/v1/videos", json={"path": str(stack.roots / "link.mp4")})
+        assert r.status_code == 422 and "outside the ingest roots" in r.json()["error"]["message"]
+        r = c.post("/v1/videos", json={"url": "https://example.com/a.mp4", "path": "/x"})
+        assert r.status_code == 422
+        r = c.post("/v1/videos", content=b"hello", headers={"content-type": "text/plain"})
+        assert r.status_code == 422 and "Content-Type" in r.json()["error"]["message"]
+        r = c.post("/v1/recall", json={"query": ""})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "bad_input"
+
+        corrupt = tmp_path / "corrupt.mp4"
+        corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
+        job_id = upload(c, corrupt).json()["id"]
+        job = decided(c, job_id)
+        assert job["state"] == "failed" and job["attempts"] == 1 and "corrupt.mp4" in job["error"]
+        assert str(stack.tmp) not in job["error"]
+        dead = json.loads(stack.sludge("hooks", "dead-jobs", "--json").stdout)["dead"]
+        assert job_id in [d["job"] for d in dead]
+
+        assert httpx.get(stack.base + "/healthz").status_code == 200  # the service is unaffected
+
+
+def test_openapi_document_describes_the_api(stack):
+    doc = httpx.get(stack.base + "/openapi.json").json()
+    paths = doc["paths"]
+    for p in ("/v1/videos", "/v1/videos/{job_id}", "/v1/recall", "/v1/bank/policies", "/v1/bank/exemplars",
+              "/healthz", "/readyz", "/metrics"):
+        assert p in paths, p
+    body = paths["/v1/videos"]["post"]["requestBody"]["content"]
+    assert set(body) == {"application/json", "multipart/form-data"}
+    assert "202" in paths["/v1/videos"]["post"]["responses"]
+    assert "413" in paths["/v1/videos"]["post"]["responses"]
+
+
+# -- parts, against the real Redis -------------------------------------------------------------
+
+@pytest.fixture
+def parts(redis_url):
+    from ops.hooks.redis_conn import Keys, connect
+
+    client = connect(redis_url)
+    keys = Keys(f"parts:{uuid.uuid4().hex[:8]}")
+    yield client, keys
+    for k in client.scan_iter(keys("*")):
+        client.delete(k)
+    client.close()
+
+
+def test_api_keys_are_stored_hashed_and_scoped(parts):
+    from ops.hooks.errors import Forbidden, Unauthorized
+    from ops.hooks.keys import KeyStore
+
+    client, keys = parts
+    store = KeyStore(client, keys)
+    key, plaintext = store.create(["read"], "svc")
+    assert plaintext.startswith(f"sk_{key.key_id}_")
+    stored = client.hgetall(keys("key", key.key_id))
+    assert plaintext not in json.dumps(stored) and len(stored["digest"]) == 64
+    assert store.authenticate(plaintext, "read").key_id == key.key_id
+    with pytest.raises(Forbidden):
+        store.authenticate(plaintext, "admin")
+    with pytest.raises(Unauthorized):
+        store.authenticate(plaintext[:-1] + ("A" if plaintext[-1] != "A" else "B"), "read")
+    store.revoke(key.key_id)
+    with pytest.raises(Unauthorized, match="revoked"):
+        store.authenticate(plaintext, "read")
+
+
+def test_rate_limit_per_key_in_redis(parts, redis_url):
+    from ops.hooks.errors import RateLimited
+    from ops.hooks.keys import RateLimiter
+
+    _client, keys = parts
+    limiter = RateLimiter(redis_url, "3/minute", keys)
+    for _ in range(3):
+        limiter.hit("k1")
+    with pytest.raises(RateLimited) as e:
+        limiter.hit("k1")
+    assert 1 <= int(e.value.headers["Retry-After"]) <= 61
+    limiter.hit("k2")  # another key has its own budget
+    other_process = RateLimiter(redis_url, "3/minute", keys)  # shared through Redis, not in memory
+    with pytest.raises(RateLimited):
+        other_process.hit("k1")
+
+
+def test_deliveries_are_created_once_and_back_off(parts):
+    from ops.hooks.webhooks import Webhooks, backoff
+
+    client, keys = parts
+    wh = Webhooks(client, keys, allow_private=True, max_attempts=2, backoff_s=0.01)
+    sub = wh.add(f"http://127.0.0.1:{free_port()}/nobody", ["video.flagged"])
+    first = wh.emit("video.flagged", "job_1", {"x": 1})
+    assert len(first) == 1
+    assert wh.emit("video.flagged", "job_1", {"x": 1}) == []  # a redelivered job: no second message
+    assert wh.emit("video.cleared", "job_1", {"x": 1}) == []  # not subscribed
+    assert wh.dispatch_due() == 1
+    d = wh.get_delivery(first[0])
+    assert d["state"] == "retrying" and d["attempts"] == 1 and "ConnectError" in d["last_error"]
+    time.sleep(0.05)
+    wh.dispatch_due()
+    assert wh.get_delivery(first[0])["state"] == "dead"
+    assert [x["id"] for x in wh.deliveries(state="dead")] == first
+    assert wh.redeliver(first[0])["state"] == "pending"
+    assert client.zscore(keys("due"), first[0]) is not None
+    wh.remove(sub.sub_id)
+    for attempt in range(1, 12):
+        d = backoff(attempt, 2.0, 60.0)
+        full = min(60.0, 2.0 * 2 ** (attempt - 1))
+        assert full / 2 <= d <= full
+
+
+def test_subscription_to_a_private_address_is_refused_by_default(parts):
+    from ops.hooks.errors import BadSource
+    from ops.hooks.webhooks import Webhooks
+
+    client, keys = parts
+    with pytest.raises(BadSource, match="loopback"):
+        Webhooks(client, keys).add("http://127.0.0.1:8080/x", ["video.flagged"])
+
+
+def test_compose_file_defines_the_stack():
+    import shutil as sh
+
+    yaml = pytest.importorskip("yaml")
+    root = Path(__file__).resolve().parents[1]
+    doc = yaml.safe_load((root / "docker-compose.yml").read_text())
+    services = doc["services"]
+    for name in ("redis", "elasticsearch", "api", "worker"):
+        assert name in services, name
+    for name in ("redis", "elasticsearch", "api"):
+        assert "healthcheck" in services[name], name
+    assert services["redis"]["image"].startswith("redis:8")
+    assert services["api"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    if sh.which("docker") is None or subprocess.run(["docker", "compose", "version"],
+                                                    capture_output=True).returncode != 0:
+        pytest.skip("the docker compose plugin is not installed here; the file was checked as YAML only")
+    r = subprocess.run(["docker", "compose", "-f", str(root / "docker-compose.yml"), "config", "--quiet"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
