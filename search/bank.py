@@ -17,7 +17,9 @@ import abc
 import getpass
 import hashlib
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -28,9 +30,11 @@ from search.types import (
     AddResult,
     AuditEntry,
     Exemplar,
+    Label,
     Match,
     Policy,
     RebuildReport,
+    check_label,
     check_policy_name,
 )
 
@@ -187,6 +191,29 @@ class ExemplarBank(abc.ABC):
     @abc.abstractmethod
     def audit(self, limit: int = 100, target: str | None = None) -> list[AuditEntry]:
         """The most recent changes, newest first; ``target``: one exemplar id or policy name."""
+
+    def add_label(self, label: Label) -> Label:
+        """Record a reviewer's verdict (and its audit entry, ``label.confirm|dismiss`` on the policy)."""
+        check_label(label)
+        self.require_policy(label.policy)
+        label = replace(label, label_id=label.label_id or uuid.uuid4().hex[:20], at=label.at or time.time())
+        self._store_label(label)
+        return label
+
+    @abc.abstractmethod
+    def _store_label(self, label: Label) -> None:
+        """Write the label and its audit entry together."""
+
+    @abc.abstractmethod
+    def labels(self, policy: str | None = None, video_id: str | None = None) -> list[Label]:
+        """Every label, oldest first (optionally of one policy or one video)."""
+
+    def latest_labels(self, policy: str | None = None) -> list[Label]:
+        """The label in force per (policy, video): the most recent."""
+        latest: dict[tuple[str, str], Label] = {}
+        for lab in self.labels(policy):
+            latest[(lab.policy, lab.video_id)] = lab
+        return list(latest.values())
 
     @abc.abstractmethod
     def rebuild(self, model_id: str, dim: int, reembed: Reembed, *,

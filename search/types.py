@@ -107,8 +107,45 @@ class AddResult:
 
 AUDIT_ACTIONS = (
     "policy.create", "policy.update", "exemplar.add", "exemplar.remove", "exemplar.enable",
-    "exemplar.disable", "bank.rebuild",
+    "exemplar.disable", "bank.rebuild", "label.confirm", "label.dismiss",
 )
+
+LABEL_VERDICTS = ("confirm", "dismiss")
+
+
+@dataclass
+class Label:
+    """A reviewer's verdict on a video for a policy: the confirm/deconfirm signal.
+
+    Kept in the bank beside the policy it judges (and in its audit log), so
+    thresholds can be calibrated on it (`sludge bank calibrate --from-labels`)
+    and the confirm model trained on it (`sludge labels export`). Labels are
+    never changed: a later label of the same video and policy supersedes.
+    """
+
+    policy: str
+    video_id: str
+    verdict: Literal["confirm", "dismiss"]
+    reviewer: str
+    subject: str = "decision"  # what was judged: decision | candidate | recall
+    score: float | None = None  # the policy's score for the video when it was judged
+    path: str | None = None  # the video file, for training exports
+    note: str = ""
+    label_id: str = ""
+    at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_label(label: Label) -> None:
+    check_policy_name(label.policy)
+    if label.verdict not in LABEL_VERDICTS:
+        raise ConfigError(f"label verdict {label.verdict!r}: use one of {', '.join(LABEL_VERDICTS)}")
+    if not re.fullmatch(r"[0-9a-f]{64}", label.video_id or ""):
+        raise ConfigError(f"label video id {label.video_id!r} is not a SHA-256 hex digest")
+    if not label.reviewer:
+        raise ConfigError("a label needs its reviewer")
 
 
 @dataclass

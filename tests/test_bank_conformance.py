@@ -273,3 +273,31 @@ def test_add_many_checks_everything_first_then_adds_like_add(bank):
     assert bank.counts() == {"p": {"total": 3, "enabled": 3}}
     assert bank.knn(v[[2]], 1)[0][0].exemplar_id == res[2].exemplar.exemplar_id
     assert [a.actor for a in bank.audit(limit=2)] == ["alice", "alice"]
+
+
+def test_labels_are_kept_audited_and_superseded(make_bank):
+    from search.types import Label
+
+    bank = make_bank()
+    bank.create_policy(Policy("p", 0.25))
+    vid, other = "a" * 64, "b" * 64
+    first = bank.add_label(Label("p", vid, "confirm", "api:k1", subject="decision", score=0.31, path="/v/a.mp4"))
+    assert first.label_id and first.at > 0
+    bank.add_label(Label("p", other, "dismiss", "api:k2", subject="candidate", score=None))
+    bank.add_label(Label("p", vid, "dismiss", "api:k2", note="on a second look"))
+    got = bank.labels("p")
+    assert [(lab.video_id, lab.verdict) for lab in got] == [(vid, "confirm"), (other, "dismiss"), (vid, "dismiss")]
+    assert got[0].score == 0.31 and got[0].path == "/v/a.mp4" and got[1].score is None
+    assert [lab.verdict for lab in bank.labels(video_id=vid)] == ["confirm", "dismiss"]
+    latest = {lab.video_id: lab.verdict for lab in bank.latest_labels("p")}
+    assert latest == {vid: "dismiss", other: "dismiss"}
+    audit = bank.audit(10, target="p")
+    assert [e.action for e in audit[:3]] == ["label.dismiss", "label.dismiss", "label.confirm"]
+    assert audit[0].actor == "api:k2" and audit[0].after["note"] == "on a second look"
+    with pytest.raises(NotFoundError):
+        bank.add_label(Label("nope", vid, "confirm", "x"))
+    with pytest.raises(ConfigError):
+        bank.add_label(Label("p", vid, "maybe", "x"))
+    with pytest.raises(ConfigError):
+        bank.add_label(Label("p", "not-a-hash", "confirm", "x"))
+    assert len(make_bank().labels()) == 3  # reopened: still there

@@ -30,7 +30,17 @@ from search.bank import (
 from search.local.db import META_SCHEMA, GuardedStore, ModelGuard, bump_epoch, connect, set_meta, transaction
 from search.local.vectors import VectorIndex
 from search.scores import from_inner_product
-from search.types import AddResult, AuditEntry, Exemplar, Match, Policy, RebuildReport, Rule, check_policy_name
+from search.types import (
+    AddResult,
+    AuditEntry,
+    Exemplar,
+    Label,
+    Match,
+    Policy,
+    RebuildReport,
+    Rule,
+    check_policy_name,
+)
 
 SCHEMA = [
     META_SCHEMA,
@@ -63,6 +73,19 @@ SCHEMA = [
         target TEXT NOT NULL,
         before TEXT, after TEXT)""",
     "CREATE INDEX IF NOT EXISTS audit_target ON audit(target)",
+    """CREATE TABLE IF NOT EXISTS labels (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        label_id TEXT NOT NULL UNIQUE,
+        policy TEXT NOT NULL REFERENCES policies(name),
+        video_id TEXT NOT NULL,
+        verdict TEXT NOT NULL CHECK (verdict IN ('confirm', 'dismiss')),
+        reviewer TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        score REAL, path TEXT, note TEXT NOT NULL DEFAULT '',
+        at REAL NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS labels_video ON labels(video_id)",
+    """CREATE TRIGGER IF NOT EXISTS labels_no_update BEFORE UPDATE ON labels
+        BEGIN SELECT RAISE(ABORT, 'labels are append-only'); END""",
     # append-only: the log of changes cannot itself be changed
     """CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
@@ -267,6 +290,27 @@ class LocalBank(GuardedStore, ExemplarBank):
             matches.sort(key=lambda m: (m.distance, m.exemplar_id))
             out.append(matches)
         return out
+
+    def _store_label(self, label: Label) -> None:
+        with transaction(self.conn):
+            self.conn.execute(
+                "INSERT INTO labels(label_id, policy, video_id, verdict, reviewer, subject, score, path, note, at) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (label.label_id, label.policy, label.video_id, label.verdict, label.reviewer, label.subject,
+                 label.score, label.path, label.note, label.at))
+            self._audit(label.reviewer, f"label.{label.verdict}", label.policy, None, label.to_dict())
+
+    def labels(self, policy: str | None = None, video_id: str | None = None) -> list[Label]:
+        sql, args = "SELECT * FROM labels WHERE 1=1", []
+        if policy is not None:
+            sql += " AND policy = ?"
+            args.append(policy)
+        if video_id is not None:
+            sql += " AND video_id = ?"
+            args.append(video_id)
+        return [Label(r["policy"], r["video_id"], r["verdict"], r["reviewer"], r["subject"], r["score"], r["path"],
+                      r["note"], r["label_id"], r["at"])
+                for r in self.conn.execute(sql + " ORDER BY seq", args)]
 
     def audit(self, limit: int = 100, target: str | None = None) -> list[AuditEntry]:
         sql, args = "SELECT * FROM audit", []

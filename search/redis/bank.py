@@ -75,6 +75,7 @@ from search.types import (
     AddResult,
     AuditEntry,
     Exemplar,
+    Label,
     Match,
     Policy,
     RebuildReport,
@@ -203,6 +204,7 @@ class RedisBank(ExemplarBank):
         p = settings.key_prefix
         self._meta_key, self._pol_key = f"{p}:meta", f"{p}:policies"
         self._audit_key, self._lock_key = f"{p}:audit", f"{p}:rebuilding"
+        self._labels_key = f"{p}:labels"
         self._want_model, self._want_dim = model_id, dim
         self._meta: dict[str, str] = {}
         self._guarded(self._load_meta)
@@ -697,6 +699,35 @@ class RedisBank(ExemplarBank):
             ms.sort(key=lambda m: (m.distance, m.exemplar_id))
             out[i] = ms
         return out
+
+    # -- labels -------------------------------------------------------------------------------
+
+    def _store_label(self, label: Label) -> None:
+        def run() -> None:
+            fields = {k: ("" if v is None else json.dumps(v) if k == "score" else str(v))
+                      for k, v in label.to_dict().items()}
+            with self._r.pipeline(transaction=True) as pipe:  # the label and its audit entry, together
+                pipe.xadd(self._labels_key, fields)
+                pipe.xadd(self._audit_key, self._audit_fields(label.reviewer, f"label.{label.verdict}",
+                                                              label.policy, None, label.to_dict()))
+                pipe.execute()
+
+        self._guarded(run)
+
+    def labels(self, policy: str | None = None, video_id: str | None = None) -> list[Label]:
+        def run() -> list[Label]:
+            out = []
+            for _eid, raw in self._r.xrange(self._labels_key):
+                f = {_s(k): _s(v) for k, v in raw.items()}
+                if (policy is not None and f["policy"] != policy) or (video_id is not None
+                                                                      and f["video_id"] != video_id):
+                    continue
+                out.append(Label(f["policy"], f["video_id"], f["verdict"], f["reviewer"], f["subject"],
+                                 json.loads(f["score"]) if f.get("score") else None, f.get("path") or None,
+                                 f.get("note", ""), f["label_id"], float(f["at"])))
+            return out
+
+        return self._guarded(run)
 
     # -- audit --------------------------------------------------------------------------------
 
