@@ -1,7 +1,9 @@
 """One media file → one :class:`VideoRecord`: hash, decode, sample, embed, PDQ, transcribe.
 
 The sequential form: each stage runs after the previous for one video. Stage
-timings are kept on the record so benchmarks can split the cost.
+timings are kept on the record so benchmarks can split the cost. The
+overlapped form (many videos, stages in their own threads) is
+:mod:`indexer.overlap`; both build records with :meth:`VideoIndexer.build_record`.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class VideoIndexer:
         *,
         layout: bool = True,
         layout_params: LayoutParams = DEFAULT_PARAMS,
+        thumbs_dir: Path | None = None,
     ) -> None:
         self.encoder = encoder
         self.sampler = sampler
@@ -91,6 +94,17 @@ class VideoIndexer:
         self.limits = limits
         self.layout = layout  # False: records carry layout=None (skips the analysis)
         self.layout_params = layout_params
+        self.thumbs_dir = thumbs_dir  # None: no thumbnails
+
+    def write_thumbnails(self, video_id: str, frames: list[Frame], timings: dict[str, float]) -> None:
+        """Small JPEGs of the sampled frames for the reviewer console (when ``thumbs_dir`` is set)."""
+        if self.thumbs_dir is None:
+            return
+        from indexer.thumbs import write_thumbnails
+
+        t = time.perf_counter()
+        write_thumbnails(self.thumbs_dir, video_id, frames)
+        timings["thumbs"] = time.perf_counter() - t
 
     def embed_frames(self, frames: list[Frame]) -> np.ndarray:
         return self.encoder.embed_images([f.image for f in frames])
@@ -122,11 +136,29 @@ class VideoIndexer:
         t = time.perf_counter()
         hashes = [pdq_hash(f.image) for f in sampled.frames]
         timings["pdq"] = time.perf_counter() - t
+        self.write_thumbnails(vid, sampled.frames, timings)
 
         t = time.perf_counter()
         transcript = self.transcribe(path, sampled.info.has_audio)
         timings["transcribe"] = time.perf_counter() - t
 
+        return self.build_record(path, vid, sampled, emb, hashes, transcript, timings,
+                                 source=source, uploaded_at=uploaded_at)
+
+    def build_record(
+        self,
+        path: str | Path,
+        vid: str,
+        sampled: Sampled,
+        emb: np.ndarray,
+        hashes: list[tuple[str, int]],
+        transcript: Transcript,
+        timings: dict[str, float],
+        *,
+        source: str | None = None,
+        uploaded_at: float | None = None,
+    ) -> VideoRecord:
+        """The record of one video from its stages' outputs (shared by the sequential and overlapped paths)."""
         info = sampled.info
         return VideoRecord(
             video_id=vid,

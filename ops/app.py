@@ -146,6 +146,7 @@ class App:
             self.sampler(sampler),
             self.transcriber if transcribe else None,
             self.limits,
+            thumbs_dir=self.settings.thumbs_dir if self.settings.index.thumbnails else None,
         )
 
     # -- stores --------------------------------------------------------------------

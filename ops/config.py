@@ -143,6 +143,13 @@ class IndexSettings(Section):
     max_side: int = Field(1280, ge=64, description="frames are downscaled to this longest side")
     max_file_bytes: int = Field(4 * 1024**3, ge=1)
     max_duration_s: float = Field(3 * 3600.0, gt=0)
+    thumbnails: bool = Field(True, description="write a small JPEG per sampled frame for the reviewer console")
+    overlap: bool = Field(
+        True, description="overlap decoding, encoding, transcription and storage across videos (False: one by one)"
+    )
+    decode_threads: int = Field(2, ge=1, le=64, description="overlapped ingest: threads decoding and sampling")
+    transcribe_threads: int = Field(1, ge=1, le=64, description="overlapped ingest: threads running Whisper")
+    queue_size: int = Field(4, ge=1, le=1024, description="overlapped ingest: videos waiting between two stages")
 
 
 class BankSettings(Section):
@@ -155,6 +162,13 @@ class RecallSettings(Section):
     frames_per_video: int = Field(8, ge=1, description="frames fetched per wanted video before grouping")
     snippet_chars: int = Field(160, ge=0)
     max_query_chars: int = Field(1000, ge=1)
+    engine: Literal["store", "faiss", "faiss-ivf"] = Field(
+        "store", description="'store': the history's own search; 'faiss' / 'faiss-ivf': exported embeddings in "
+                             "an exact / IVF faiss index (on GPU where faiss-gpu sees one)"
+    )
+    faiss_nlist: int = Field(0, ge=0, description="faiss-ivf: inverted lists (0: about 4·sqrt(frames))")
+    faiss_nprobe: int = Field(16, ge=1, description="faiss-ivf: lists visited per query")
+    faiss_gpu: bool = Field(True, description="faiss: use every GPU faiss sees (faiss-gpu); False keeps it on CPU")
 
 
 class RedisSettings(Section):
@@ -296,6 +310,10 @@ class Settings(BaseSettings):
     @property
     def history_dir(self) -> Path:
         return self.data_dir / "history"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.data_dir / "thumbs"
 
 
 def config_file() -> Path | None:

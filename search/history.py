@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -60,6 +60,23 @@ class HistoryFilter:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class FramePage:
+    """A page of exported frames: ids, times and embeddings (row i of ``vectors`` is frame i)."""
+
+    frame_ids: list[str]
+    video_ids: list[str]
+    ts: np.ndarray  # float64 (n,)
+    vectors: np.ndarray  # float32 (n, dim), unit rows
+
+    def __len__(self) -> int:
+        return len(self.frame_ids)
+
+
+#: ``search_frames``' signature: what :meth:`FrameHistory.recall` asks for frames (another engine may answer).
+FrameSearch = Callable[..., "list[FrameHit]"]
 
 
 @dataclass
@@ -175,6 +192,14 @@ class FrameHistory(abc.ABC):
         in a later process). Server backends read from one point in time.
         """
 
+    def export_frames(self, where: HistoryFilter | None = None, *, page_size: int = 10_000) -> Iterator[FramePage]:
+        """Every frame ``where`` allows, with its embedding, in pages (for offline engines: faiss).
+
+        Each frame once (server backends drop a frame seen twice across a rollover).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot export its embeddings")
+        yield  # pragma: no cover - a generator
+
     # -- sweep records -------------------------------------------------------------
     @abc.abstractmethod
     def sweep_state(self, run_id: str) -> dict | None: ...
@@ -231,6 +256,7 @@ class FrameHistory(abc.ABC):
         transcript: str | None = None,
         num_candidates: int | None = None,
         k: int | None = None,
+        search: FrameSearch | None = None,
     ) -> list[VideoHit]:
         """Videos ranked by their best matching frame.
 
@@ -239,6 +265,9 @@ class FrameHistory(abc.ABC):
         exhausted, so a video with many similar frames cannot crowd the others
         out. ``transcript`` (hybrid): only videos whose transcript holds every
         word are searched, as a pre-filter inside the vector search.
+        ``search``: another engine answering the frame searches, with
+        :meth:`search_frames`' signature (e.g. :class:`search.faiss_engine.FaissEngine`);
+        grouping, transcripts and video metadata still come from this history.
         """
         if limit < 1:
             raise QueryError("limit must be at least 1")
@@ -253,8 +282,9 @@ class FrameHistory(abc.ABC):
                 return []
             where = replace(where, video_ids=tuple(ids))
         k = k or limit * frames_per_video
+        search = search or self.search_frames
         while True:
-            hits = self.search_frames(vector, k, where=where, num_candidates=num_candidates)
+            hits = search(vector, k, where=where, num_candidates=num_candidates)
             exhausted = len(hits) < k
             if min_score is not None:
                 kept = [h for h in hits if h.score >= min_score]

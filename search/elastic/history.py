@@ -34,7 +34,14 @@ import numpy as np
 from indexer.errors import ModelMismatchError, NotFoundError, QueryError, StoreError
 from indexer.records import VideoRecord
 from search.elastic.outbox import Outbox
-from search.history import NO_DECISION, FrameHistory, HistoryFilter, SweepCandidate, merge_candidate
+from search.history import (
+    NO_DECISION,
+    FrameHistory,
+    FramePage,
+    HistoryFilter,
+    SweepCandidate,
+    merge_candidate,
+)
 from search.scores import from_es_cosine
 from search.types import FrameHit, StoredVideo, TranscriptHit
 
@@ -644,6 +651,39 @@ class ElasticHistory(FrameHistory):
                 self.client.close_point_in_time(id=pit)
             except Exception:
                 pass  # it expires on its own
+
+    def export_frames(self, where: HistoryFilter | None = None, *, page_size: int = 10_000) -> Iterator[FramePage]:
+        if not self._before_read():
+            return
+        from elasticsearch import helpers
+
+        filters = self._filters(HistoryFilter.of(where))
+        query = {"query": {"bool": {"filter": filters}} if filters else {"match_all": {}}}
+        seen: set[str] = set()  # a frame re-indexed across a rollover lives in two indices
+        ids: list[str] = []
+        vids: list[str] = []
+        ts: list[float] = []
+        vecs: list[list[float]] = []
+
+        def page() -> FramePage:
+            out = FramePage(list(ids), list(vids), np.asarray(ts, np.float64),
+                            np.asarray(vecs, np.float32).reshape(len(ids), -1))
+            ids.clear(), vids.clear(), ts.clear(), vecs.clear()
+            return out
+
+        with self._errors("exporting frames"):
+            for h in helpers.scan(self.client, index=self.alias, query=query, size=min(page_size, MAX_K),
+                                  _source=["frame_id", "video_id", "ts", "embedding"], scroll="5m"):
+                s = h["_source"]
+                if s["frame_id"] in seen:
+                    continue
+                seen.add(s["frame_id"])
+                ids.append(s["frame_id"]), vids.append(s["video_id"]), ts.append(float(s["ts"]))
+                vecs.append(s["embedding"])
+                if len(ids) >= page_size:
+                    yield page()
+        if ids:
+            yield page()
 
     def search_transcripts(
         self, query: str, limit: int, *, since: float | None = None, until: float | None = None,

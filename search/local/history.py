@@ -20,7 +20,14 @@ import numpy as np
 
 from indexer.errors import NotFoundError, QueryError, StoreError
 from indexer.records import VideoRecord
-from search.history import NO_DECISION, FrameHistory, HistoryFilter, SweepCandidate, merge_candidate
+from search.history import (
+    NO_DECISION,
+    FrameHistory,
+    FramePage,
+    HistoryFilter,
+    SweepCandidate,
+    merge_candidate,
+)
 from search.local.db import META_SCHEMA, GuardedStore, ModelGuard, connect, transaction
 from search.local.vectors import VectorIndex
 from search.scores import from_inner_product
@@ -237,6 +244,21 @@ class LocalHistory(GuardedStore, FrameHistory):
         for i in range(0, len(hits), page_size):
             page = hits[i: i + page_size]
             yield page, [page[-1].score, page[-1].frame_id]
+
+    def export_frames(self, where: HistoryFilter | None = None, *, page_size: int = 10_000) -> Iterator[FramePage]:
+        sql, args = self._where(HistoryFilter.of(where))
+        dim, last = self.dim, 0
+        while True:
+            rows = self.conn.execute(
+                f"SELECT f.rowid, f.frame_id, v.video_id, f.ts, f.embedding FROM frames f "
+                f"JOIN videos v ON v.vid = f.vid WHERE f.rowid > ? AND {sql} ORDER BY f.rowid LIMIT ?",
+                [last, *args, page_size]).fetchall()
+            if not rows:
+                return
+            last = int(rows[-1][0])
+            vecs = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+            yield FramePage([r[1] for r in rows], [r[2] for r in rows],
+                            np.fromiter((r[3] for r in rows), np.float64, len(rows)), vecs.copy())
 
     def search_transcripts(
         self, query: str, limit: int, *, since: float | None = None, until: float | None = None,
