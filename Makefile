@@ -20,7 +20,7 @@ DEMO_DIR ?= .demo
 DEMO_ENV := SLUDGE_DATA_DIR=$(DEMO_DIR)/data SLUDGE_ENCODER__ON_MISSING_WEIGHTS=random \
 	SLUDGE_TRANSCRIBER__MODEL=tiny.en
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean browser
 
 $(STAMP): pyproject.toml Makefile
 	@command -v ffmpeg >/dev/null || { echo "installing ffmpeg (Debian package)"; \
@@ -45,12 +45,20 @@ demo: setup
 	$(DEMO_ENV) $(SLUDGE) check $(DEMO_DIR)/videos/new/single.mp4
 	$(DEMO_ENV) $(SLUDGE) recall --query "split-screen gameplay" --limit 5
 
-test: setup
+# The console's browser tests drive Debian's Chromium (Playwright for Python, its own browser download is
+# not used): installed here when missing.
+browser:
+	@command -v chromium >/dev/null || { echo "installing chromium (Debian package, for the console's browser tests)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
 	$(VENV)/bin/pytest -q
 
+# Every benchmark under bench/, each with a time limit, into bench/RESULTS.md (a failure is recorded,
+# the rest still run). BENCH_QUICK=1: tiny sizes, to check the machinery (the figures mean nothing).
+BENCH_QUICK ?=
 bench: setup
-	$(PY) bench/encode.py
-	$(PY) bench/ingest.py
+	$(PY) bench/report.py $(if $(filter-out 0,$(BENCH_QUICK)),--quick)
 
 clean:
 	rm -rf $(DEMO_DIR) .data .pytest_cache

@@ -404,6 +404,12 @@ def _media_files(folder: str) -> list[Path]:
     return files
 
 
+def _labelled_files(bank: ExemplarBank, policy: str, which: str) -> list[Path]:
+    """The videos reviewers confirmed (positives) or dismissed (negatives) for a policy."""
+    want = "confirm" if which == "positives" else "dismiss"
+    return [Path(lab.path) for lab in bank.latest_labels(policy) if lab.verdict == want and lab.path]
+
+
 def _score_file(app, bank: ExemplarBank, policy: Policy, path: Path, k: int) -> float | None:
     from indexer.pdq import pdq_hash
     from indexer.pipeline import sample_video
@@ -426,13 +432,16 @@ def _score_file(app, bank: ExemplarBank, policy: Policy, path: Path, k: int) -> 
 
 @bank_group.command("calibrate")
 @click.option("--policy", required=True)
-@click.option("--positives", required=True, type=click.Path(), help="Folder of images/videos that should match.")
-@click.option("--negatives", required=True, type=click.Path(), help="Folder of images/videos that should not.")
+@click.option("--positives", type=click.Path(), help="Folder of images/videos that should match.")
+@click.option("--negatives", type=click.Path(), help="Folder of images/videos that should not.")
+@click.option("--from-labels", is_flag=True,
+              help="Use reviewers' labels of this policy instead of folders: confirmed videos are positives, "
+                   "dismissed ones negatives (the latest label per video).")
 @click.option("--target-precision", type=click.FloatRange(0, 1), default=0.95, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def bank_calibrate(ctx: click.Context, policy: str, positives: str, negatives: str, target_precision: float,
-                   as_json: bool) -> None:
+def bank_calibrate(ctx: click.Context, policy: str, positives: str | None, negatives: str | None,
+                   from_labels: bool, target_precision: float, as_json: bool) -> None:
     """Score both folders against the policy's exemplars; precision/recall per threshold.
 
     The last line names the lowest threshold that reaches the target
@@ -444,8 +453,10 @@ def bank_calibrate(ctx: click.Context, policy: str, positives: str, negatives: s
     k = app.settings.bank.k
     scored: dict[str, list[tuple[str, float | None]]] = {}
     failed: list[str] = []
+    if from_labels == bool(positives or negatives) or (not from_labels and not (positives and negatives)):
+        raise click.UsageError("give --positives DIR and --negatives DIR, or --from-labels")
     for label, folder in (("positives", positives), ("negatives", negatives)):
-        files = _media_files(folder)
+        files = _labelled_files(bank, pol.name, label) if from_labels else _media_files(folder)
         scored[label] = []
         with err_console.status(f"scoring {len(files)} {label} …"):
             for f in files:

@@ -171,18 +171,8 @@ def create_app(app_ctx, hooks: Hooks | None = None) -> FastAPI:
     http_seconds = Histogram("sludge_http_request_seconds", "API request latency (this process)",
                              ["method", "route", "status"], registry=registry)
     model_lock = threading.Lock()  # one encoder call at a time: torch shares its threads anyway
-    stores: dict[str, Any] = {}
-
-    def bank(with_encoder: bool = False):
-        key = f"bank{with_encoder}"
-        if key not in stores:
-            stores[key] = app_ctx.bank(with_encoder=with_encoder)
-        return stores[key]
-
-    def history():
-        if "history" not in stores:
-            stores["history"] = app_ctx.history()
-        return stores["history"]
+    stores = Stores(app_ctx)
+    bank, history = stores.bank, stores.history
 
     api = FastAPI(title="sludge", version="0.1.0",
                   description="Ingest, decisions, recall and exemplar-bank administration for short-video "
@@ -445,13 +435,55 @@ def create_app(app_ctx, hooks: Hooks | None = None) -> FastAPI:
               key: ApiKey = Depends(require("read"))) -> dict[str, Any]:
         return {"entries": [e.to_dict() for e in bank().audit(limit=max(1, min(limit, 10000)), target=target)]}
 
+    from ops.console.routes import mount_console
+
+    mount_console(api, app_ctx, hooks, stores, model_lock)
+
+    @api.middleware("http")
+    async def page_headers(request: Request, call_next):
+        response = await call_next(request)
+        if request.url.path.startswith("/ui"):  # the console: no framing, no third-party anything
+            response.headers.setdefault("Content-Security-Policy", "default-src 'self'; img-src 'self'; "
+                                        "style-src 'self' 'unsafe-inline'; script-src 'self'; "
+                                        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("Referrer-Policy", "no-referrer")
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
     @api.on_event("shutdown")
     def _close() -> None:
-        for s in stores.values():
-            s.close()
+        stores.close()
         hooks.close()
 
     return api
+
+
+class Stores:
+    """The bank and history one API process opens once and shares between requests."""
+
+    def __init__(self, app_ctx) -> None:
+        self.app_ctx = app_ctx
+        self._open: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def bank(self, with_encoder: bool = False):
+        key = f"bank{with_encoder}"
+        with self._lock:
+            if key not in self._open:
+                self._open[key] = self.app_ctx.bank(with_encoder=with_encoder)
+            return self._open[key]
+
+    def history(self):
+        with self._lock:
+            if "history" not in self._open:
+                self._open["history"] = self.app_ctx.history()
+            return self._open["history"]
+
+    def close(self) -> None:
+        for store in self._open.values():
+            store.close()
+        self._open.clear()
 
 
 def _public_hit(d: dict[str, Any]) -> dict[str, Any]:

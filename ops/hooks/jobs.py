@@ -23,6 +23,7 @@ from ops.hooks.errors import Conflict, JobNotFound
 from ops.hooks.redis_conn import Keys
 
 STATES = ("queued", "processing", "decided", "failed")
+DECISIONS_KEPT = 100_000  # the live feed's length (older decisions stay in their jobs and the history)
 
 
 @dataclass
@@ -147,6 +148,13 @@ class JobQueue:
             pipe.hincrby(self.k("stats"), "decided", 1)
             for policy in decision.get("matched_policies", []):
                 pipe.hincrby(self.k("stats", "matches"), policy, 1)
+            # The reviewer console's live feed, and each video's decision history.
+            pipe.xadd(self.k("decisions"), {"job": job_id, "video_id": video_id or "",
+                                            "decision": decision.get("decision", ""),
+                                            "policies": ",".join(decision.get("matched_policies", []))},
+                      maxlen=DECISIONS_KEPT, approximate=True)
+            if video_id:
+                pipe.rpush(self.k("video", video_id, "jobs"), job_id)
             pipe.execute()
         else:
             self.r.hincrby(self.k("stats"), "duplicate_deliveries", 1)
@@ -169,6 +177,15 @@ class JobQueue:
 
     def ack(self, entry_id: str) -> None:
         self.r.xack(self.k.stream, self.group, entry_id)
+
+    def recent_decisions(self, count: int = 50, after: str | None = None) -> list[dict[str, Any]]:
+        """The newest decisions first; ``after``: only those newer than that feed entry id."""
+        lo = "(" + after if after else "-"
+        return [{"entry": eid, **f} for eid, f in self.r.xrevrange(self.k("decisions"), max="+", min=lo,
+                                                                  count=count)]
+
+    def jobs_of_video(self, video_id: str) -> list[Job]:
+        return [self.get(j) for j in self.r.lrange(self.k("video", video_id, "jobs"), 0, -1)]
 
     def dead_letters(self, count: int = 100) -> list[dict[str, Any]]:
         return [{"entry": eid, **f} for eid, f in self.r.xrevrange(self.k.dead, count=count)]

@@ -72,6 +72,9 @@ class KeyStore:
                       float(h["revoked_at"]) if h.get("revoked_at") else None,
                       float(h["last_used_at"]) if h.get("last_used_at") else None, {"digest": h["digest"]})
 
+    def get(self, key_id: str) -> ApiKey | None:
+        return self._load(key_id)
+
     def list(self) -> list[ApiKey]:
         out = [self._load(i) for i in sorted(self.r.smembers(self.k("keys")))]
         return sorted((k for k in out if k is not None), key=lambda k: k.created_at)

@@ -1,0 +1,73 @@
+"""``sludge labels``: reviewers' confirm/dismiss labels, exported for training the confirm model."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from ops.cli.main import get_app
+from ops.cli.output import emit_json, format_time, out_console
+
+
+@click.group("labels")
+def labels_group() -> None:
+    """Labels reviewers gave in the console (kept in the bank, audited)."""
+
+
+@labels_group.command("list")
+@click.option("--policy", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def labels_list(ctx: click.Context, policy: str | None, as_json: bool) -> None:
+    """Every label, oldest first."""
+    labels = get_app(ctx).bank(with_encoder=False).labels(policy)
+    if as_json:
+        emit_json({"labels": [lab.to_dict() for lab in labels]})
+        return
+    t = Table(title="labels", title_justify="left")
+    for c in ("when", "reviewer", "policy", "video", "verdict", "subject", "score", "note"):
+        t.add_column(c, overflow="fold")
+    for lab in labels:
+        t.add_row(format_time(lab.at), lab.reviewer, lab.policy, lab.video_id[:12], lab.verdict, lab.subject,
+                  "" if lab.score is None else f"{lab.score:.3f}", lab.note)
+    out_console.print(t)
+
+
+@labels_group.command("export")
+@click.option("--policy", default=None, help="Only this policy's labels (default: all).")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default="-", show_default=True,
+              help="Manifest file (JSONL); '-' writes to stdout.")
+@click.pass_context
+def labels_export(ctx: click.Context, policy: str | None, out: str) -> None:
+    """A training manifest (`sludge classifier train --manifest FILE`): one row per labelled video.
+
+    The latest label per policy and video counts: confirm → label true
+    (sludge), dismiss → false. Videos whose file is no longer on this machine
+    are left out and counted on stderr.
+    """
+    from ops.app import err_console
+
+    bank = get_app(ctx).bank(with_encoder=False)
+    rows, missing = [], 0
+    for lab in bank.latest_labels(policy):
+        if not lab.path or not Path(lab.path).is_file():
+            missing += 1
+            continue
+        rows.append({"video": lab.path, "label": lab.verdict == "confirm", "id": lab.video_id,
+                     "policy": lab.policy, "reviewer": lab.reviewer, "labelled_at": lab.at, "subject": lab.subject})
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if out == "-":
+        sys.stdout.write(text)
+    else:
+        tmp = Path(out).with_name(Path(out).name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(out)
+    err_console.print(f"{len(rows)} labelled videos exported"
+                      + (f"; {missing} left out (file no longer here)" if missing else ""))
+
+
+COMMANDS = [labels_group]
