@@ -157,8 +157,12 @@ class JobQueue:
                 pipe.rpush(self.k("video", video_id, "jobs"), job_id)
             pipe.execute()
         else:
-            self.r.hincrby(self.k("stats"), "duplicate_deliveries", 1)
+            self.note_duplicate()
         return bool(first)
+
+    def note_duplicate(self) -> None:
+        """A job delivered again after its decision was stored (counted for /metrics)."""
+        self.r.hincrby(self.k("stats"), "duplicate_deliveries", 1)
 
     def fail(self, job_id: str, entry_id: str, error: str, *, permanent: bool, attempts: int) -> bool:
         """Record a failure; dead-letter it when permanent or out of attempts. True when it is final."""

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from ops.hooks.errors import Forbidden, RateLimited, Unauthorized
-from ops.hooks.redis_conn import Keys
+from ops.hooks.redis_conn import Keys, parse_subset
 
 SCOPES = ("ingest", "read", "admin")
 
@@ -36,12 +36,7 @@ class ApiKey:
 
 
 def parse_scopes(text: str | list[str]) -> list[str]:
-    items = text.split(",") if isinstance(text, str) else text
-    scopes = sorted({s.strip() for s in items if s.strip()})
-    bad = [s for s in scopes if s not in SCOPES]
-    if bad or not scopes:
-        raise ValueError(f"scopes must be a comma-separated subset of {', '.join(SCOPES)} (got {text!r})")
-    return scopes
+    return parse_subset(text, SCOPES, "scopes")
 
 
 def _digest(key: str) -> str:

@@ -25,6 +25,15 @@ class Keys:
         return self("jobs", "dead")
 
 
+def parse_subset(text: str | list[str], allowed: tuple[str, ...], what: str) -> list[str]:
+    """A non-empty comma-separated subset of ``allowed`` (scopes, events), sorted, duplicates dropped."""
+    items = text.split(",") if isinstance(text, str) else text
+    chosen = sorted({x.strip() for x in items if x.strip()})
+    if not chosen or any(x not in allowed for x in chosen):
+        raise ValueError(f"{what} must be a comma-separated subset of {', '.join(allowed)} (got {text!r})")
+    return chosen
+
+
 def connect(url: str, *, timeout_s: float = 5.0):
     """A client that fails in seconds, not minutes, when the server is gone."""
     import redis

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ops.hooks.errors import BadSource, JobNotFound
-from ops.hooks.redis_conn import Keys
+from ops.hooks.redis_conn import Keys, parse_subset
 
 EVENTS = ("video.flagged", "video.cleared", "sweep.candidate")
 TEST_EVENT = "webhook.test"
@@ -67,12 +67,7 @@ class Subscription:
 
 
 def parse_events(text: str | list[str]) -> list[str]:
-    items = text.split(",") if isinstance(text, str) else text
-    events = sorted({e.strip() for e in items if e.strip()})
-    bad = [e for e in events if e not in EVENTS]
-    if bad or not events:
-        raise ValueError(f"events must be a comma-separated subset of {', '.join(EVENTS)} (got {text!r})")
-    return events
+    return parse_subset(text, EVENTS, "events")
 
 
 def delivery_id(event: str, subject: str, sub_id: str) -> str:

@@ -84,10 +84,10 @@ class Worker:
         except HooksError:  # the job record is gone (expired or deleted): nothing to decide
             self.queue.ack(entry_id)
             return
-        if job.decision is not None:  # a duplicate delivery: the decision and its webhooks exist already
-            self._emit(job, job.decision)
+        if job.decision is not None:  # a duplicate delivery: the decision exists already
+            self._emit(job, job.decision)  # idempotent: completes webhooks a crash may have left unmade
             self.queue.ack(entry_id)
-            self.queue.decide(job_id, job.decision, job.video_id)  # counts the duplicate
+            self.queue.note_duplicate()
             return
         attempt = self.queue.start(job_id, self.consumer)
         beat = _Heartbeat(self.queue, self.consumer, entry_id, self.s.hooks.claim_idle_s / 3)
@@ -197,7 +197,8 @@ def _public_error(job: Job, e: Exception) -> str:
     stored = job.source.get("stored")
     if stored:
         msg = msg.replace(stored, job.source.get("filename") or "upload")
-    return msg.replace(str(Path(stored).parent) if stored else "\0", "uploads")
+        msg = msg.replace(str(Path(stored).parent), "uploads")
+    return msg
 
 
 class _Heartbeat:
