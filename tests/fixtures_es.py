@@ -48,7 +48,7 @@ def es_server():
 
     root = Path(tempfile.mkdtemp(prefix="sludge-es-test-"))
     root.chmod(0o755)  # the server runs as an unprivileged user when the tests run as root
-    service = ElasticService(root, heap=os.environ.get("SLUDGE_ES_HEAP", "512m"))
+    service = ElasticService(root, heap=os.environ.get("SLUDGE_ES_HEAP", "512m"), die_with_parent=True)
     port = free_port()
     try:
         st = service.start(port)

@@ -46,3 +46,46 @@ def test_services_cli_status_when_not_running(env):  # noqa: F811
     out = run("services", "status", "es", "--json").stdout
     assert json.loads(out.splitlines()[-1]) == {"name": "es", "running": False}
     assert "es was not running" in run("services", "stop", "es").stdout
+
+
+@pytest.mark.slow
+def test_server_dies_with_the_process_that_started_it():
+    """A test session SIGKILLed (timeout, OOM killer) must not leave its Elasticsearch running."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ops.services.elastic import _group_alive
+
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="sludge-es-orphan-"))  # reachable by the unprivileged server user
+    root.chmod(0o755)
+    starter = subprocess.Popen(
+        [sys.executable, "-c",
+         "import json, sys, time\n"
+         "from ops.services.base import free_port\n"
+         "from ops.services.elastic import ElasticService\n"
+         f"st = ElasticService(__import__('pathlib').Path({str(root)!r}), heap='256m', die_with_parent=True)"
+         ".start(free_port())\n"
+         "print(json.dumps({'pid': st.pid, 'url': st.url}), flush=True)\n"
+         "time.sleep(3600)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        line = starter.stdout.readline()
+        assert line, "the starter process printed nothing (Elasticsearch did not start)"
+        st = json.loads(line)
+        assert _group_alive(st["pid"])
+        starter.send_signal(signal.SIGKILL)
+        starter.wait()
+        deadline = time.monotonic() + 60
+        while _group_alive(st["pid"]) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _group_alive(st["pid"]), "Elasticsearch outlived the process that started it"
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+        shutil.rmtree(root, ignore_errors=True)

@@ -34,6 +34,16 @@ class ServiceState:
     started_at: float
 
 
+def parent_death_signal() -> None:
+    """In a child before exec: SIGTERM when the parent goes (Linux PR_SET_PDEATHSIG; elsewhere a no-op)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -26,6 +26,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -33,7 +34,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ops.services.base import Service, ServiceError, free_port, pid_alive
+from ops.services.base import Service, ServiceError, free_port, parent_death_signal, pid_alive
 
 VERSION = "8.12.2"
 TARBALL = f"elasticsearch-{VERSION}-linux-x86_64.tar.gz"
@@ -142,9 +143,17 @@ class ElasticService(Service):
     default_port = 9200
     startup_timeout_s = 180.0
 
-    def __init__(self, root: Path, heap: str | None = None) -> None:
+    def __init__(self, root: Path, heap: str | None = None, *, die_with_parent: bool = False) -> None:
+        """``die_with_parent``: stop the server when the process that started it dies, even by SIGKILL.
+
+        Redis gets that from PR_SET_PDEATHSIG directly; Elasticsearch cannot: the
+        setting is cleared when setpriv drops to the unprivileged user and when
+        its launcher forks the server JVM. A small watchdog process holds it
+        instead and stops the server's process group when it fires.
+        """
         super().__init__(root)
         self.heap = heap or os.environ.get("SLUDGE_ES_HEAP", "512m")
+        self.die_with_parent = die_with_parent
 
     def url(self, port: int) -> str:
         return f"http://127.0.0.1:{port}"
@@ -207,6 +216,10 @@ class ElasticService(Service):
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.dir,
                                 start_new_session=True, close_fds=True)
         log.close()
+        if self.die_with_parent:
+            subprocess.Popen([sys.executable, "-m", "ops.services.watchdog", str(proc.pid)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             preexec_fn=parent_death_signal, close_fds=True)
         return proc.pid
 
     def _get(self, port: int, path: str = "/") -> dict | None:

