@@ -49,6 +49,8 @@ class Cfg:
         self.hnsw_m = args.m
         self.hnsw_ef_construction = args.ef_construction
         self.num_candidates = args.num_candidates
+        self.rescore_oversample = args.rescore_oversample
+        self.index_type = args.index_type
         self.shards = args.shards
         self.replicas = 0
         self.rollover_max_docs = 100_000_000
@@ -104,6 +106,9 @@ def main() -> None:
     ap.add_argument("--m", type=int, default=16)
     ap.add_argument("--ef-construction", type=int, default=100)
     ap.add_argument("--num-candidates", type=int, default=100)
+    ap.add_argument("--index-type", choices=["int8_hnsw", "hnsw"], default="int8_hnsw", help="as elastic.index_type")
+    ap.add_argument("--rescore-oversample", type=float, default=3.0,
+                    help="k × this many approximate hits re-ranked by exact cosine (0: off), as elastic.rescore_oversample")
     ap.add_argument("--chunk", type=int, default=500)
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--no-merge", action="store_true")
@@ -148,7 +153,7 @@ def main() -> None:
     vertical = frame_layout == "vertical"
     truth_f_l = exact(vertical)
     out: dict = {"frames": args.frames, "dim": args.dim, "clusters": args.clusters, "queries": args.queries,
-                 "hnsw": {"type": "int8_hnsw", "m": args.m, "ef_construction": args.ef_construction},
+                 "hnsw": {"type": args.index_type, "m": args.m, "ef_construction": args.ef_construction},
                  "shards": args.shards, "server": url,
                  "filter_fraction": round(float(vertical.mean()), 3)}
     h = ElasticHistory(url, Cfg(prefix, args), model_id=MODEL, dim=args.dim,

@@ -187,9 +187,17 @@ class ElasticSettings(Section):
     """The frame history on Elasticsearch (used when ``es_url`` is set)."""
 
     index_prefix: str = "sludge-frames"
+    index_type: Literal["int8_hnsw", "hnsw"] = Field(
+        "int8_hnsw", description="HNSW over int8-quantized vectors (4x less memory) or over the float vectors "
+                                 "(better recall after large merges; see README)")
     hnsw_m: int = Field(16, ge=2, le=512)
     hnsw_ef_construction: int = Field(100, ge=4, le=4096)
     num_candidates: int = Field(100, ge=1, le=10000)
+    rescore_oversample: float = Field(
+        3.0, ge=0.0, le=100.0,
+        description="kNN takes k × this many approximate hits (up to num_candidates) and re-ranks them by exact "
+                    "cosine on the stored float vectors (int8 quantization blurs close neighbours); 0: off",
+    )
     shards: int = Field(1, ge=1)
     replicas: int = Field(0, ge=0)
     rollover_max_docs: int = Field(10_000_000, ge=1)

@@ -123,3 +123,25 @@ def test_server_stopped_mid_batch_loses_nothing(es_server, es_prefix, tmp_path):
     ids = {x.video_id for x in h.recall(recs[0].frames[0].embedding, limit=10)}
     assert ids == {r.video_id for r in recs}
     h.close()
+
+
+def test_knn_is_reranked_by_exact_cosine(es_url, es_prefix, tmp_path):
+    """int8_hnsw ranks by quantized vectors; the oversampled rescore restores exact scores and order."""
+    recs = records(30, seed=3)  # 120 frames in one tight cluster: quantization blurs their order
+    vecs = np.stack([f.embedding for r in recs for f in r.frames])
+    ids = [f.frame_id for r in recs for f in r.frames]
+    q = unit(vecs[7] + 0.02 * np.random.default_rng(9).standard_normal(DIM))
+    exact = vecs @ q
+    order = np.argsort(-exact)[:10]
+    with history(es_url, es_prefix, tmp_path) as h:  # the default window (3 × k): exact scores
+        h.add_videos(recs)
+        h.refresh()
+        hits = h.search_frames(q, 10, num_candidates=100)
+        assert np.allclose([x.score for x in hits], exact[[ids.index(x.frame_id) for x in hits]], atol=1e-5)
+    with history(es_url, es_prefix, tmp_path, rescore_oversample=10.0) as h:  # a window of 100: exact order
+        hits = h.search_frames(q, 10, num_candidates=100)
+        assert [x.frame_id for x in hits] == [ids[i] for i in order]
+        assert np.allclose([x.score for x in hits], exact[order], atol=1e-5)
+    with history(es_url, es_prefix, tmp_path, rescore_oversample=0.0) as h:  # without: quantized scores
+        raw = h.search_frames(q, 10, num_candidates=100)
+        assert not np.allclose([x.score for x in raw], exact[order], atol=1e-5)

@@ -48,9 +48,11 @@ class Settings:
 
     def __init__(self, prefix: str, **kw) -> None:
         self.index_prefix = prefix
+        self.index_type = "int8_hnsw"
         self.hnsw_m = 16
         self.hnsw_ef_construction = 100
         self.num_candidates = 100
+        self.rescore_oversample = 3.0
         self.shards = 1
         self.replicas = 0
         self.rollover_max_docs = 10_000_000

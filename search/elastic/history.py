@@ -29,6 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+import math
+
 import numpy as np
 
 from indexer.errors import ModelMismatchError, NotFoundError, QueryError, StoreError
@@ -55,9 +57,11 @@ class ElasticConfig(Protocol):
     """What this backend reads from its settings (ops.config.ElasticSettings satisfies it)."""
 
     index_prefix: str
+    index_type: str  # int8_hnsw | hnsw
     hnsw_m: int
     hnsw_ef_construction: int
     num_candidates: int
+    rescore_oversample: float
     shards: int
     replicas: int
     rollover_max_docs: int
@@ -164,7 +168,8 @@ class ElasticHistory(FrameHistory):
                 "pdq_quality": {"type": "short", "index": False},
                 "embedding": {
                     "type": "dense_vector", "dims": dim, "index": True, "similarity": "cosine",
-                    "index_options": {"type": "int8_hnsw", "m": s.hnsw_m, "ef_construction": s.hnsw_ef_construction},
+                    "index_options": {"type": s.index_type, "m": s.hnsw_m,
+                                      "ef_construction": s.hnsw_ef_construction},
                 },
                 "uploaded_at": {"type": "date", "format": "epoch_millis"},
                 "indexed_at": {"type": "date", "format": "epoch_millis"},
@@ -594,12 +599,24 @@ class ElasticHistory(FrameHistory):
             return []
         k = max(1, min(int(k), MAX_K))
         nc = max(k, min(MAX_K, num_candidates or self.settings.num_candidates))
-        knn: dict[str, Any] = {"field": "embedding", "query_vector": q, "k": k, "num_candidates": nc}
+        # Oversample, then rescore exactly: int8_hnsw ranks by quantized vectors, which blurs near
+        # neighbours in a tight cluster (ES 8.12 has no rescore_vector); the float vectors are kept in the
+        # index, so the top `window` approximate hits are re-ranked by their true cosine.
+        window = min(nc, MAX_K, max(k, int(math.ceil(k * self.settings.rescore_oversample))))
+        knn: dict[str, Any] = {"field": "embedding", "query_vector": q, "k": window, "num_candidates": nc}
         filters = self._filters(HistoryFilter.of(where, since=since, until=until))
         if filters:
             knn["filter"] = filters
+        extra: dict[str, Any] = {}
+        if self.settings.rescore_oversample > 0:
+            extra["rescore"] = {"window_size": window, "query": {
+                "query_weight": 0.0, "rescore_query_weight": 1.0,
+                "rescore_query": {"script_score": {"query": {"match_all": {}}, "script": {
+                    # the kNN clause's (1 + cos) / 2 scale, so one conversion serves both
+                    "source": "(cosineSimilarity(params.q, 'embedding') + 1.0) / 2.0", "params": {"q": q}}}}}}
         with self._errors("searching frames"):
-            resp = self.client.search(index=self.alias, knn=knn, size=k, source=["frame_id", "video_id", "ts"])
+            resp = self.client.search(index=self.alias, knn=knn, size=k, source=["frame_id", "video_id", "ts"],
+                                      **extra)
         seen, out = set(), []
         for h in resp["hits"]["hits"]:
             s = h["_source"]
