@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
-from hooks_stack import Stack, decided, upload, wait_for  # noqa: E402
+from hooks_stack import Stack, decided, upload  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

@@ -79,8 +79,25 @@ def get_app(ctx: click.Context) -> App:
 
 def _register() -> None:
     from ops.cli import (
-        bank, check, classifier_cmd, classify, composite, config_cmd, evaluate, history, hooks, index, keys, labels,
-        layout, policy, recall, serve, services, sweep, transcribe,
+        bank,
+        check,
+        classifier_cmd,
+        classify,
+        composite,
+        config_cmd,
+        evaluate,
+        history,
+        hooks,
+        index,
+        keys,
+        labels,
+        layout,
+        policy,
+        recall,
+        serve,
+        services,
+        sweep,
+        transcribe,
     )
 
     modules = (bank, check, classifier_cmd, classify, composite, config_cmd, evaluate, history, hooks, index, keys,

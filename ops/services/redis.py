@@ -14,7 +14,6 @@ partial results. Production uses the official ``redis:8`` image
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from pathlib import Path
 
