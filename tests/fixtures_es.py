@@ -78,6 +78,9 @@ def es_prefix(es_url):
         client = Elasticsearch(es_url, request_timeout=30)
         client.indices.delete(index=f"{prefix}*", ignore_unavailable=True, allow_no_indices=True)
         client.options(ignore_status=404).indices.delete_index_template(name=f"{prefix}*")
+        for name in client.ilm.get_lifecycle():  # the lifecycle policies the test's history made
+            if name.startswith(prefix):
+                client.options(ignore_status=404).ilm.delete_lifecycle(name=name)
         client.close()
     except Exception:  # the server may be down in a test that stops it; the session teardown cleans up
         pass

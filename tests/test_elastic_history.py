@@ -34,6 +34,13 @@ def test_index_design_template_alias_and_rollover(es_url, es_prefix, tmp_path):
         assert st["frames"] == 24 and st["videos"] == 6
         frame_indices = [i for i in st["indices"] if i.startswith(f"{es_prefix}-0")]
         assert frame_indices == [f"{es_prefix}-000001", f"{es_prefix}-000002"]
+        # The lifecycle policy that rolls the archive over without the writer, and both indices under it.
+        ilm = Elasticsearch(es_url)
+        rollover = ilm.ilm.get_lifecycle(name=f"{es_prefix}-frames")[f"{es_prefix}-frames"]["policy"]["phases"][
+            "hot"]["actions"]["rollover"]
+        assert rollover["max_docs"] == 8 and rollover["max_age"] == "30d"
+        explain = ilm.ilm.explain_lifecycle(index=f"{es_prefix}-000002")["indices"][f"{es_prefix}-000002"]
+        assert explain["managed"] is True and explain["policy"] == f"{es_prefix}-frames"
         assert st["segments"] >= 2
         hits = h.recall(recs[0].frames[0].embedding, limit=6)
         assert len(hits) == 6 and hits[0].video_id == recs[0].video_id

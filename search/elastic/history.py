@@ -98,6 +98,7 @@ class ElasticHistory(FrameHistory):
         p = settings.index_prefix
         self.alias = p
         self.template = f"{p}-frames"
+        self.lifecycle = f"{p}-frames"  # ILM policy: rolls the write index over by size and age
         self.first_index = f"{p}-000001"
         self.videos_index = f"{p}-videos"
         self.sweeps_index = f"{p}-sweeps"
@@ -245,11 +246,18 @@ class ElasticHistory(FrameHistory):
     def _create(self) -> None:
         c, dim, model = self.client, int(self._want_dim), str(self._want_model)
         mappings = self._mappings(dim, model)
+        # Index lifecycle management rolls the archive over on its own (checked every poll interval, 10 min
+        # by default); the writer also checks every 10,000 frames, so a fast bulk load cannot overshoot far.
+        c.ilm.put_lifecycle(name=self.lifecycle, policy={"phases": {"hot": {"actions": {"rollover": {
+            "max_docs": self.settings.rollover_max_docs, "max_age": self.settings.rollover_max_age,
+            "max_primary_shard_size": "50gb"}}}}, "_meta": {"created_by": "sludge"}})
         c.indices.put_index_template(
             name=self.template, index_patterns=[f"{self.alias}-0*"], priority=500,
             # No explicit refresh_interval: idle shards then skip periodic refreshes, so a bulk load builds
             # few large segments instead of one tiny HNSW graph a second that merges must rebuild.
-            template={"settings": self._index_settings(), "mappings": mappings},
+            template={"settings": {**self._index_settings(), "index.lifecycle.name": self.lifecycle,
+                                   "index.lifecycle.rollover_alias": self.alias},
+                      "mappings": mappings},
             meta={"model_id": model, "dim": dim, "created_by": "sludge"},
         )
         try:
