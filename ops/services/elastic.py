@@ -202,6 +202,12 @@ class ElasticService(Service):
             "-E", f"path.logs={logs}",
             "-E", "cluster.name=sludge-dev",
             "-E", "action.destructive_requires_name=false",
+            # Watermarks as free space, not as a share of the disk: Elasticsearch's defaults (85/90/95 %)
+            # stop a development server on any large, mostly full disk (a shard that cannot be placed leaves
+            # the index red and writes hanging), although gigabytes are free.
+            "-E", "cluster.routing.allocation.disk.watermark.low=2gb",
+            "-E", "cluster.routing.allocation.disk.watermark.high=1gb",
+            "-E", "cluster.routing.allocation.disk.watermark.flood_stage=512mb",
         ]
         if run_as_nobody:
             args = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", *args]
