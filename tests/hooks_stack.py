@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from ops.services.base import free_port
+from ops.services.base import free_port, parent_death_signal
 
 SLUDGE = str(Path(sys.executable).parent / "sludge")
 
@@ -128,8 +128,9 @@ class Stack:
 
     def spawn(self, name: str, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, Path]:
         log = self.tmp / f"{name}.log"
+        # parent_death_signal: the API and workers go with pytest, however pytest ends
         p = subprocess.Popen([SLUDGE, *args], env={**self.env, **(env or {})}, stdout=open(log, "w"),
-                             stderr=subprocess.STDOUT)
+                             stderr=subprocess.STDOUT, preexec_fn=parent_death_signal)
         self.procs.append(p)
         return p, log
 

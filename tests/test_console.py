@@ -37,18 +37,20 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
 @pytest.fixture(scope="module")
 def console(tmp_path_factory, redis_server, es_server, clip_a, clip_b):
     s = Stack(tmp_path_factory.mktemp("console"), redis_server.url, es_server.url)
-    s.start_api()
-    s.admin = s.key("ingest,read,admin")
-    s.reader = s.key("read")
-    s.worker = s.start_worker("w-console")
-    with s.client(s.admin) as c:
-        r = c.post("/v1/bank/exemplars", json={"policy": "stacked-feeds", "text": "two unrelated feeds stacked",
-                                               "threshold": -1.0})
-        assert r.status_code == 201, r.text
-        s.jobs = [decided(c, upload(c, clip).json()["id"]) for clip in (clip_a, clip_b)]
-    assert all(j["state"] == "decided" for j in s.jobs)
-    yield s
-    s.stop()
+    try:
+        s.start_api()
+        s.admin = s.key("ingest,read,admin")
+        s.reader = s.key("read")
+        s.worker = s.start_worker("w-console")
+        with s.client(s.admin) as c:
+            r = c.post("/v1/bank/exemplars", json={"policy": "stacked-feeds",
+                                                   "text": "two unrelated feeds stacked", "threshold": -1.0})
+            assert r.status_code == 201, r.text
+            s.jobs = [decided(c, upload(c, clip).json()["id"]) for clip in (clip_a, clip_b)]
+        assert all(j["state"] == "decided" for j in s.jobs)
+        yield s
+    finally:  # also when setting up failed: no server left behind
+        s.stop()
 
 
 def signed_in(stack, key: str) -> httpx.Client:

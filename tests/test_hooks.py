@@ -36,19 +36,21 @@ def stack(tmp_path_factory, redis_server, es_server):
     s = Stack(tmp_path_factory.mktemp("hooks"), redis_server.url, es_server.url)
     s.receiver = Receiver()
     s.receiver.start()
-    s.start_api()
-    s.admin = s.key("ingest,read,admin")
-    r = s.sludge("hooks", "add", s.receiver.url, "--events", "video.flagged,video.cleared")
-    assert r.returncode == 0, r.stderr
-    s.receiver.secrets.append(r.stdout.strip().splitlines()[-1])
-    assert s.receiver.secrets[0].startswith("whsec_")
-    with s.client(s.admin) as c:  # threshold -1: every video with a frame is flagged
-        r = c.post("/v1/bank/exemplars", json={"policy": "split-screen", "text": "two unrelated feeds stacked",
-                                               "threshold": -1.0})
-        assert r.status_code == 201, r.text
-    yield s
-    s.stop()
-    s.receiver.stop()
+    try:
+        s.start_api()
+        s.admin = s.key("ingest,read,admin")
+        r = s.sludge("hooks", "add", s.receiver.url, "--events", "video.flagged,video.cleared")
+        assert r.returncode == 0, r.stderr
+        s.receiver.secrets.append(r.stdout.strip().splitlines()[-1])
+        assert s.receiver.secrets[0].startswith("whsec_")
+        with s.client(s.admin) as c:  # threshold -1: every video with a frame is flagged
+            r = c.post("/v1/bank/exemplars", json={"policy": "split-screen",
+                                                   "text": "two unrelated feeds stacked", "threshold": -1.0})
+            assert r.status_code == 201, r.text
+        yield s
+    finally:  # also when setting up failed: no server left behind
+        s.stop()
+        s.receiver.stop()
 
 
 @pytest.fixture(scope="module")
