@@ -52,11 +52,24 @@ def read_image(path: str | Path) -> np.ndarray:
         raise MediaError(path, "no such file")
     if p.stat().st_size == 0:
         raise EmptyFileError(path, "file is empty (0 bytes)")
+    return _decode(p, path)
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """An uploaded image (bytes) as RGB; ``name`` is what errors call it."""
+    import io
+
+    if not data:
+        raise EmptyFileError(name, "file is empty (0 bytes)")
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source, name) -> np.ndarray:
     try:
-        with Image.open(p) as im:
+        with Image.open(source) as im:
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        raise MediaError(path, f"not an image that can be read ({type(e).__name__})") from None
+        raise MediaError(name, f"not an image that can be read ({type(e).__name__})") from None
 
 
 def image_exemplar(encoder: Encoder, policy: str, path: str | Path, *, note: str = "",

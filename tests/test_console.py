@@ -118,6 +118,13 @@ def test_bad_key_read_scope_csrf_and_traversal_are_refused(console):
         assert r.status_code in (400, 404), (path, r.status_code)
         assert b"root:" not in r.content
 
+    # An "image" that is not one: refused with the file's name, nothing searched.
+    r = admin.post("/ui/recall", data={"csrf": csrf_of(admin)},
+                   files={"image": ("notes.png", b"plain text, not pixels", "image/png")})
+    assert r.status_code == 400 and "notes.png" in r.text and "not an image" in r.text
+    r = admin.post("/ui/recall", data={"csrf": csrf_of(admin)}, files={"image": ("empty.png", b"", "image/png")})
+    assert r.status_code == 400 and "empty" in r.text
+
     # No page shows a path on the server, in or outside the data folder.
     for path in ("/ui/recall?q=test", "/ui/bank", "/ui/decisions", "/ui/sweeps", f"/ui/videos/{vid}"):
         body = admin.get(path).text

@@ -216,6 +216,10 @@ def test_bad_requests_get_clear_answers_and_change_nothing(stack, worker, tmp_pa
         assert r.status_code == 422 and "outside the ingest roots" in r.json()["error"]["message"]
         r = c.post("/v1/videos", json={"url": "https://example.com/a.mp4", "path": "/x"})
         assert r.status_code == 422
+        r = c.post("/v1/videos", content=b"{not json", headers={"content-type": "application/json"})
+        assert r.status_code == 422 and r.json()["error"]["message"].startswith("bad JSON body: body: ")
+        r = c.post("/v1/videos", json={"url": "https://example.com/a.mp4", "colour": "red"})
+        assert r.status_code == 422 and "colour" in r.json()["error"]["message"]
         r = c.post("/v1/videos", content=b"hello", headers={"content-type": "text/plain"})
         assert r.status_code == 422 and "Content-Type" in r.json()["error"]["message"]
         r = c.post("/v1/recall", json={"query": ""})

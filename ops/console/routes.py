@@ -479,18 +479,12 @@ def mount_console(api: FastAPI, app_ctx, hooks, stores, model_lock) -> None:
 
 
 def _read_upload_image(data: bytes, name: str):
-    import io
+    from search.exemplars import decode_image
 
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        raise _Refused(400, f"{name} is empty")
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
-        raise _Refused(400, f"{name} is not an image that can be read") from None
+        return decode_image(data, name)
+    except SludgeError as e:
+        raise _Refused(400, str(e)) from None
 
 
 def _exemplar_image(ex):

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from indexer.errors import NotFoundError, QueryError, SludgeError, StoreError
 from ops.hooks.errors import BadSource, HooksError, TooLarge, Unavailable
@@ -201,9 +201,8 @@ def create_app(app_ctx, hooks: Hooks | None = None) -> FastAPI:
 
     @api.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, e: RequestValidationError):
-        return JSONResponse({"error": {"code": "bad_input", "message": "; ".join(
-            f"{'.'.join(str(x) for x in err.get('loc', ()))}: {err.get('msg')}" for err in e.errors()[:5])}},
-            status_code=422)
+        return JSONResponse({"error": {"code": "bad_input", "message": _validation_message(e.errors())}},
+                            status_code=422)
 
     @api.exception_handler(ValueError)
     async def value_error(_request: Request, e: ValueError):
@@ -284,8 +283,8 @@ def create_app(app_ctx, hooks: Hooks | None = None) -> FastAPI:
         elif ctype.startswith("application/json"):
             try:
                 body = VideoByReference.model_validate_json(await request.body())
-            except ValueError as e:
-                raise BadSource(f"bad JSON body: {_first_error(e)}") from None
+            except ValidationError as e:
+                raise BadSource(f"bad JSON body: {_validation_message(e.errors())}") from None
             if (body.url is None) == (body.path is None):
                 raise BadSource("give exactly one of `url` or `path` (or upload the file as multipart `file`)")
             if body.url is not None:
@@ -492,12 +491,10 @@ def _public_hit(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-def _first_error(e: Exception) -> str:
-    errs = getattr(e, "errors", None)
-    if callable(errs):
-        first = errs()[0]
-        return f"{'.'.join(str(x) for x in first.get('loc', ()))}: {first.get('msg')}"
-    return str(e)
+def _validation_message(errors: list[dict]) -> str:
+    """pydantic's errors as one line: 'field.path: problem; …' (at most five)."""
+    return "; ".join(f"{'.'.join(str(x) for x in err.get('loc', ())) or 'body'}: {err.get('msg')}"
+                     for err in errors[:5])
 
 
 def _es_health(url: str) -> str:
