@@ -203,6 +203,10 @@ class ElasticSettings(Section):
     rollover_max_docs: int = Field(10_000_000, ge=1)
     rollover_max_age: str = "30d"
     bulk_chunk: int = Field(500, ge=1)
+    bulk_threads: int = Field(
+        2, ge=1, le=32,
+        description="bulk requests in flight at once (1: one synchronous stream; 2 keeps the client and the "
+                    "server both busy on a 2-core machine)")
     request_timeout_s: float = Field(30.0, gt=0)
     retries: int = Field(5, ge=0, le=50)
 

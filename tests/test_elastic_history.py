@@ -54,10 +54,12 @@ def test_index_design_template_alias_and_rollover(es_url, es_prefix, tmp_path):
     es.close()
 
 
-def test_per_document_failures_are_reported_not_dropped(es_url, es_prefix, tmp_path):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_per_document_failures_are_reported_not_dropped(es_url, es_prefix, tmp_path, threads):
     good, bad = records(2, prefix="p")
     bad.frames[2].embedding = np.zeros(DIM, np.float32)  # cosine refuses zero vectors
-    with history(es_url, es_prefix, tmp_path) as h:
+    # chunks of 3 frames: the failure lands in the middle of several bulk requests, sent from `threads` threads
+    with history(es_url, es_prefix, tmp_path, bulk_chunk=3, bulk_threads=threads) as h:
         with pytest.raises(StoreError) as e:
             h.add_videos([good, bad])
         msg = str(e.value)

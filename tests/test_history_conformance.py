@@ -58,6 +58,7 @@ class Settings:
         self.rollover_max_docs = 10_000_000
         self.rollover_max_age = "30d"
         self.bulk_chunk = 500
+        self.bulk_threads = 2
         self.request_timeout_s = 30.0
         self.retries = 3
         self.__dict__.update(kw)

@@ -67,6 +67,7 @@ class ElasticConfig(Protocol):
     rollover_max_docs: int
     rollover_max_age: str
     bulk_chunk: int
+    bulk_threads: int
     request_timeout_s: float
     retries: int
 
@@ -405,12 +406,33 @@ class ElasticHistory(FrameHistory):
         return {d["_id"] for d in resp["docs"] if d.get("found")}
 
     def _bulk(self, actions: list[dict], what: str) -> list[tuple[str, int, str]]:
-        """Stream ``actions``; every per-document failure is returned as (id, status, reason)."""
+        """Stream ``actions``; every per-document failure is returned as (id, status, reason).
+
+        With ``bulk_threads`` > 1 the chunks go out from that many threads at once: one bulk request is
+        indexed by one server thread per shard, and a single synchronous stream leaves the client's
+        serialization and the server's indexing taking turns. ``helpers.parallel_bulk`` would do the
+        threading but has no retry on 429, so each thread runs ``streaming_bulk`` (which backs off) over
+        its own chunks.
+        """
         from elasticsearch import ConnectionError as EsConnectionError
         from elasticsearch import ConnectionTimeout, helpers
         from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-        failures: list[tuple[str, int, str]] = []
+        size = self.settings.bulk_chunk
+
+        def run(part: list[dict]) -> list[tuple[str, int, str]]:
+            out = []
+            for ok, item in helpers.streaming_bulk(
+                self.client, part, chunk_size=size,
+                max_retries=self.settings.retries, initial_backoff=0.2, max_backoff=2.0,
+                raise_on_error=False, raise_on_exception=False,
+            ):
+                if not ok:
+                    info = next(iter(item.values()))
+                    out.append((str(info.get("_id")), int(info.get("status") or 0), _reason(info.get("error"))))
+            return out
+
+        threads = min(self.settings.bulk_threads, -(-len(actions) // size))
         retrying = Retrying(
             retry=retry_if_exception_type((EsConnectionError, ConnectionTimeout)),
             stop=stop_after_attempt(2), wait=wait_exponential(multiplier=0.5, max=2), reraise=True,
@@ -418,17 +440,14 @@ class ElasticHistory(FrameHistory):
         with self._errors(what):
             for attempt in retrying:
                 with attempt:
-                    failures.clear()
-                    for ok, item in helpers.streaming_bulk(
-                        self.client, actions, chunk_size=self.settings.bulk_chunk,
-                        max_retries=self.settings.retries, initial_backoff=0.2, max_backoff=2.0,
-                        raise_on_error=False, raise_on_exception=False,
-                    ):
-                        if not ok:
-                            info = next(iter(item.values()))
-                            failures.append((str(info.get("_id")), int(info.get("status") or 0),
-                                             _reason(info.get("error"))))
-        return failures
+                    if threads <= 1:
+                        return run(actions)
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    parts = [actions[i:i + size] for i in range(0, len(actions), size)]
+                    with ThreadPoolExecutor(threads, thread_name_prefix="es-bulk") as pool:
+                        return [f for fs in pool.map(run, parts) for f in fs]
+        return []
 
     def _write(self, todo: list[tuple[str, dict]]) -> None:
         if not todo:
