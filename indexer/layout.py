@@ -63,6 +63,7 @@ class LayoutParams:
     short_video_s: float = 12.0  # longer videos take the keyframes the seeks land on
     bar_std: float = 6.0  # a bar row/column: spatial std below this (grey levels) ...
     bar_tstd: float = 4.0  # ... and its mean varies less than this over time
+    bar_flat: float = 1.5  # ... and the median line of a bar is flatter than this
     seam_ratio: float = 3.5  # boundary step / neighbouring steps, in most frames
     seam_quantile: float = 0.3  # "most frames": this low quantile over frames must pass
     seam_min_step: float = 7.0  # grey levels (median across the box), same quantile
@@ -72,6 +73,8 @@ class LayoutParams:
     static_motion: float = 1.2  # mean abs grey change below this: static
     pip_edge: float = 7.0  # persistent edge strength (grey levels) for pip sides
     pip_cover: float = 0.7  # fraction of each side that must be a persistent edge
+    pip_near: float = 0.06  # a pip side this close to the box border (fraction) ...
+    pip_cover_near: float = 0.3  # ... needs only this edge coverage
     pip_min_side: float = 0.15  # pip box sides, fraction of the active box
     pip_max_area: float = 0.5
     pip_weak_side: float = 1.8  # the one side allowed to be unclear must still be a step
@@ -88,6 +91,7 @@ class LayoutParams:
     min_feed: float = 0.15  # a feed spans at least this fraction of the box it was cut from
     chrome_change: float = 2.5  # chrome (caption band, bar) changes less than this between samples
     sub_seam: float = 8.0
+    min_straight_strong: float = 0.55  # ... for very strong seams (a divider's two steps split the vote)
     min_straight: float = 0.68  # fraction of the line on which the step sits exactly on the seam  # a cut inside a feed not aligned with a sibling's cut needs this score
 
 
@@ -221,10 +225,11 @@ def _trim_bars(F: _Frames, p: LayoutParams) -> tuple[int, int, int, int]:
     row_mean = g.mean(axis=2)
     col_std = g.std(axis=1)  # (T, w)
     col_mean = g.mean(axis=1)
-    row_bar = (row_std.max(axis=0) < p.bar_std) & (row_mean.std(axis=0) < p.bar_tstd)
-    col_bar = (col_std.max(axis=0) < p.bar_std) & (col_mean.std(axis=0) < p.bar_tstd)
+    row_peak, col_peak = row_std.max(axis=0), col_std.max(axis=0)
+    row_bar = (row_peak < p.bar_std) & (row_mean.std(axis=0) < p.bar_tstd)
+    col_bar = (col_peak < p.bar_std) & (col_mean.std(axis=0) < p.bar_tstd)
 
-    def span(bar: np.ndarray) -> tuple[int, int]:
+    def span(bar: np.ndarray, peak: np.ndarray) -> tuple[int, int]:
         n = len(bar)
         a = 0
         while a < n and bar[a]:
@@ -234,10 +239,16 @@ def _trim_bars(F: _Frames, p: LayoutParams) -> tuple[int, int, int, int]:
             b -= 1
         if b - a < n * 0.2:  # (nearly) all bar: a blank video; keep the whole frame
             return 0, n
+        # A bar is one colour in most of its lines (compression noise sits at its edge only); a flat
+        # but textured feed (asphalt, sky, water) passes the loose per-line test yet is a picture.
+        if a and np.median(peak[:a]) >= p.bar_flat:
+            a = 0
+        if b < n and np.median(peak[b:]) >= p.bar_flat:
+            b = n
         return a, b
 
-    y0, y1 = span(row_bar)
-    x0, x1 = span(col_bar)
+    y0, y1 = span(row_bar, row_peak)
+    x0, x1 = span(col_bar, col_peak)
     return x0, y0, x1, y1
 
 
@@ -291,15 +302,27 @@ def _continuity(g: np.ndarray, m: np.ndarray, pos: int, k: int = 3) -> tuple[flo
 
 
 def _straightness(g: np.ndarray, pos: int) -> float:
-    """Fraction of the line (columns of g: (T, n, L)) whose strongest persistent step within
-    3 px of boundary ``pos`` lies on it (±1 px). A cut between two feeds is exactly straight."""
+    """Fraction of the line (columns of g: (T, n, L)) whose strongest persistent step near boundary
+    ``pos`` lies on it (±1 px). A cut between two feeds is exactly straight.
+
+    Measured twice: on 2-px steps around ``pos``, and on 4-px steps around the best line within 2 px.
+    A thin divider between two feeds (a few px of gap, blurred by scaling) makes two parallel steps;
+    which one is stronger changes along the line, and only the wider step sees them as one edge.
+    """
     d = np.abs(g[:, 2:, :] - g[:, :-2, :])  # boundary at row i+1
     lo, hi = max(0, pos - 4), min(d.shape[1], pos + 3)
     if hi <= lo:
         return 0.0
     win = np.median(d[:, lo:hi, :], axis=0)
     am = np.argmax(win, axis=0) + lo + 1
-    return float(np.mean(np.abs(am - pos) <= 1))
+    narrow = float(np.mean(np.abs(am - pos) <= 1))
+    d = np.abs(g[:, 4:, :] - g[:, :-4, :])  # boundary at row i+2
+    lo, hi = max(0, pos - 6), min(d.shape[1], pos + 3)
+    if hi <= lo:
+        return narrow
+    am = np.argmax(np.median(d[:, lo:hi, :], axis=0), axis=0) + lo + 2
+    wide = max(float(np.mean(np.abs(am - c) <= 1)) for c in range(pos - 2, pos + 3))
+    return max(narrow, wide)
 
 
 def _find_seams(F: _Frames, box: tuple[int, int, int, int], axis: int, p: LayoutParams,
@@ -336,12 +359,13 @@ def _find_seams(F: _Frames, box: tuple[int, int, int, int], axis: int, p: Layout
         structure, comotion = _continuity(g, m, pos)
         straight = _straightness(g, pos)
         info = {"structure": round(structure, 2), "comotion": round(comotion, 2), "straight": round(straight, 2)}
-        if straight < p.min_straight:  # a natural edge: tilted, curved, or not the strongest step everywhere
+        strong = sc >= p.strong_seam and moving  # a still picture gives no motion evidence: no leniency
+        # a natural edge: tilted, curved, or not the strongest step everywhere
+        if straight < (p.min_straight_strong if strong else p.min_straight):
             info["rejected"] = "not straight"
             kept.append((pos, sc, info))
             continue
         # a natural edge: the picture continues across it
-        strong = sc >= p.strong_seam
         if comotion >= (p.max_comotion_strong if strong else p.max_comotion) or structure >= (
                 p.max_structure_strong if strong else p.max_structure):
             info["rejected"] = "continuous"
@@ -513,6 +537,16 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
 
     hc = candidates(bh, min_w, H)
     vc = candidates(bv.T, min_h, W)
+    # A pip a few px from the frame border: its outer side's step cannot stand out from steps 4-10 px
+    # away (some of those are the border itself), so few of its pixels pass. Offer the best line of each
+    # border zone as a side; the stricter checks below still see its whole-line step.
+    for b, c, n, min_len in ((bh, hc, H, min_w), (bv.T, vc, W, min_h)):
+        zone = max(2, int(round(p.pip_near * n)))
+        count = b.sum(axis=1)
+        for lo, hi in ((1, zone), (n - 1 - zone, n - 1)):
+            i = lo + int(np.argmax(count[lo:hi]))
+            if count[i] >= p.pip_cover_near * min_len:
+                c.append((i, 0, b.shape[1]))
     # edges of the box itself count as sides (a pip touching the frame edge)
     hc += [(0, 0, W), (H - 1, 0, W)]
     vc += [(0, 0, H), (W - 1, 0, H)]
@@ -541,9 +575,12 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
                     bot = (ch[yb, xb] - ch[yb, xa]) / (xb - xa)
                     lef = (cv[yb, xa] - cv[ya, xa]) / (yb - ya)
                     rig = (cv[yb, xb] - cv[ya, xb]) / (yb - ya)
-                    cover = min(top, bot, lef, rig)
-                    if cover < p.pip_cover:
+                    covers = (top, bot, lef, rig)
+                    near = (ya < p.pip_near * H, yb > (1 - p.pip_near) * H - 1,
+                            xa < p.pip_near * W, xb > (1 - p.pip_near) * W - 1)
+                    if any(c < (p.pip_cover_near if nr else p.pip_cover) for c, nr in zip(covers, near)):
                         continue
+                    cover = min(c for c, nr in zip(covers, near) if not nr) if not all(near) else 0.0
                     # at least two sides must be real edges inside the box (not the box border)
                     inner = (ya > 0) + (yb < H - 1) + (xa > 0) + (xb < W - 1)
                     if inner < 4:
@@ -557,7 +594,7 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
         near = []  # a side a few px from the box border: its step cannot stand out as clearly
         for axis, pos, a, b, n in ((1, ya, xa, xb, H), (1, yb, xa, xb, H), (2, xa, ya, yb, W), (2, xb, ya, yb, W)):
             sides.append(_segment_seam(g, F.motion[:, y0:y1, x0:x1], axis, pos, a, b))
-            near.append(min(pos, n - 1 - pos) < 0.06 * n)
+            near.append(min(pos, n - 1 - pos) < p.pip_near * n)
         clear = [r >= p.seam_ratio and st >= p.seam_min_step and cs < p.max_structure
                  and cm < p.max_comotion_strong for r, st, cs, cm in sides]
         ok = sum(clear) >= 3 and all(c or (nr and sd[0] >= p.pip_weak_side) for c, nr, sd in zip(clear, near, sides))
