@@ -82,11 +82,13 @@ class LayoutParams:
     max_depth: int = 1
     grid_seam_low: float = 2.0  # a grid cut may be weak in some cells ...
     grid_align: int = 4  # ... if it lines up (px) with a clear cut in another
+    grid_cross_straight: float = 0.9  # two crossing lines this straight (and strong) may be a grid's
     max_comotion: float = 0.3  # motion correlated across a boundary: one picture
     max_comotion_strong: float = 0.6
     min_texture: float = 0.8  # mean |horizontal grey step| of a feed (blank bands are below)
     max_structure: float = 0.25  # edge profiles correlated across a boundary: one picture
     max_structure_strong: float = 0.55  # ... for very strong seams
+    no_structure: float = 0.15  # below this, co-motion alone does not join an exactly straight line
     strong_seam: float = 15.0
     min_feed: float = 0.15  # a feed spans at least this fraction of the box it was cut from
     chrome_change: float = 2.5  # chrome (caption band, bar) changes less than this between samples
@@ -279,7 +281,8 @@ def _corr_rows(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return (u * v).sum(-1) / (np.sqrt((u * u).sum(-1) * (v * v).sum(-1)) + 1e-6)
 
 
-def _continuity(g: np.ndarray, m: np.ndarray, pos: int, k: int = 3) -> tuple[float, float]:
+def _continuity(g: np.ndarray, m: np.ndarray, pos: int, k: int = 3,
+                exclude: tuple[int, ...] = ()) -> tuple[float, float]:
     """Does the picture continue across boundary ``pos`` (rows of g: (T, n, L))?
 
     (structure, co-motion): the correlation along the line of edge profiles
@@ -291,6 +294,11 @@ def _continuity(g: np.ndarray, m: np.ndarray, pos: int, k: int = 3) -> tuple[flo
     a, b = max(0, pos - k), min(n - 1, pos + k)
     ga = np.abs(np.diff(g[:, a, :], axis=1))
     gb = np.abs(np.diff(g[:, b, :], axis=1))
+    if exclude:  # places along the line to leave out (where another cut crosses it)
+        keep = np.ones(ga.shape[1], bool)
+        for e in exclude:
+            keep[max(0, e - 4): e + 4] = False
+        ga, gb = ga[:, keep], gb[:, keep]
     structure = float(np.median(_corr_rows(ga, gb)))
     ma = m[:, max(0, pos - 6): max(1, pos - 2), :].mean(axis=1)
     mb = m[:, min(n - 1, pos + 2): min(n, pos + 6), :].mean(axis=1)
@@ -326,9 +334,15 @@ def _straightness(g: np.ndarray, pos: int) -> float:
 
 
 def _find_seams(F: _Frames, box: tuple[int, int, int, int], axis: int, p: LayoutParams,
-                moving: bool, need: float | None = None) -> list[tuple[int, float, dict]]:
-    """Seams (position in frame coordinates, score, details) inside box along one axis."""
+                moving: bool, need: float | None = None,
+                crossing: tuple[int, ...] = ()) -> list[tuple[int, float, dict]]:
+    """Seams (position in frame coordinates, score, details) inside box along one axis.
+
+    ``crossing``: frame positions of lines that cross these seams (columns for rows seams), left out
+    of the continuity test.
+    """
     x0, y0, x1, y1 = box
+    along = tuple(c - (x0 if axis == 1 else y0) for c in crossing)
     g = F.g[:, y0:y1, x0:x1]
     m = F.motion[:, y0:y1, x0:x1]
     if axis == 2:
@@ -356,8 +370,9 @@ def _find_seams(F: _Frames, box: tuple[int, int, int, int], axis: int, p: Layout
     for pos, sc in cands:
         if any(abs(pos - k) <= 4 for k, _, _ in kept):
             continue
-        structure, comotion = _continuity(g, m, pos)
         straight = _straightness(g, pos)
+        # only an exactly straight line is taken for a divider whose crossings may be left out
+        structure, comotion = _continuity(g, m, pos, exclude=along if straight >= p.grid_cross_straight else ())
         info = {"structure": round(structure, 2), "comotion": round(comotion, 2), "straight": round(straight, 2)}
         strong = sc >= p.strong_seam and moving  # a still picture gives no motion evidence: no leniency
         # a natural edge: tilted, curved, or not the strongest step everywhere
@@ -366,7 +381,10 @@ def _find_seams(F: _Frames, box: tuple[int, int, int, int], axis: int, p: Layout
             kept.append((pos, sc, info))
             continue
         # a natural edge: the picture continues across it
-        if comotion >= (p.max_comotion_strong if strong else p.max_comotion) or structure >= (
+        # Motion alone does not make an exactly straight line with no structure across it continuous:
+        # two unrelated feeds each with their subject in the middle move at the same places.
+        motion_only = straight >= p.grid_cross_straight and structure < p.no_structure
+        if (comotion >= (p.max_comotion_strong if strong else p.max_comotion) and not motion_only) or structure >= (
                 p.max_structure_strong if strong else p.max_structure):
             info["rejected"] = "continuous"
             kept.append((pos, sc, info))
@@ -426,6 +444,17 @@ def _split(F: _Frames, box, p: LayoutParams, moving: bool, depth: int, log: list
         return ("leaf", box)
     found = {d: _find_seams(F, box, 1 if d == "rows" else 2, p, moving, need) for d in ("rows", "cols")}
     good = {d: [c for c in v if "rejected" not in c[2]] for d, v in found.items()}
+    if not good["rows"] and not good["cols"] and moving:
+        # A grid's two dividers, both exactly straight and strong, cross: where they meet, each puts one
+        # huge step on both sides of the other, and that alone makes the pictures look continuous.
+        # Judge each again without the other's neighbourhood.
+        lines = {d: tuple(q for q, sc, info in v if info.get("rejected") == "continuous"
+                          and info["straight"] >= p.grid_cross_straight and sc >= p.strong_seam)
+                 for d, v in found.items()}
+        if lines["rows"] and lines["cols"]:
+            found = {d: _find_seams(F, box, 1 if d == "rows" else 2, p, moving, need,
+                                    crossing=lines["cols" if d == "rows" else "rows"]) for d in ("rows", "cols")}
+            good = {d: [c for c in v if "rejected" not in c[2]] for d, v in found.items()}
     direction = max(good, key=lambda d: (len(good[d]) > 0, max((c[1] for c in good[d]), default=0)))
     seams = good[direction]
     entry = {"box": list(box), "depth": depth,
@@ -456,7 +485,8 @@ def _split(F: _Frames, box, p: LayoutParams, moving: bool, depth: int, log: list
     for c in content:
         # (aligned cuts are evidence enough: continuity is only asked of the clearest one)
         cands = [(q, sc, "rejected" not in info)
-                 for q, sc, info in _find_seams(F, c, axis, p, moving, need=p.grid_seam_low)]
+                 for q, sc, info in _find_seams(F, c, axis, p, moving, need=p.grid_seam_low,
+                                                crossing=tuple(q for q, _, _ in seams))]
         per.append(cands)
     accepted: list[int] = []
     for q, sc, clean in sorted((c for cands in per for c in cands), key=lambda c: -c[1]):
