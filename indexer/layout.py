@@ -94,6 +94,7 @@ class LayoutParams:
     chrome_change: float = 2.5  # chrome (caption band, bar) changes less than this between samples
     sub_seam: float = 8.0
     min_straight_strong: float = 0.55  # ... for very strong seams (a divider's two steps split the vote)
+    min_straight_static: float = 0.8  # ... when nothing moves
     min_straight: float = 0.68  # fraction of the line on which the step sits exactly on the seam  # a cut inside a feed not aligned with a sibling's cut needs this score
 
 
@@ -376,7 +377,8 @@ def _find_seams(F: _Frames, box: tuple[int, int, int, int], axis: int, p: Layout
         info = {"structure": round(structure, 2), "comotion": round(comotion, 2), "straight": round(straight, 2)}
         strong = sc >= p.strong_seam and moving  # a still picture gives no motion evidence: no leniency
         # a natural edge: tilted, curved, or not the strongest step everywhere
-        if straight < (p.min_straight_strong if strong else p.min_straight):
+        # (a still picture has only its edges to go by: its seams must be straighter)
+        if straight < (p.min_straight_strong if strong else p.min_straight if moving else p.min_straight_static):
             info["rejected"] = "not straight"
             kept.append((pos, sc, info))
             continue
@@ -455,15 +457,19 @@ def _split(F: _Frames, box, p: LayoutParams, moving: bool, depth: int, log: list
             found = {d: _find_seams(F, box, 1 if d == "rows" else 2, p, moving, need,
                                     crossing=lines["cols" if d == "rows" else "rows"]) for d in ("rows", "cols")}
             good = {d: [c for c in v if "rejected" not in c[2]] for d, v in found.items()}
-    direction = max(good, key=lambda d: (len(good[d]) > 0, max((c[1] for c in good[d]), default=0)))
-    seams = good[direction]
     entry = {"box": list(box), "depth": depth,
              "candidates": {d: [[q, round(sc, 2), info] for q, sc, info in v] for d, v in found.items() if v}}
-    if not seams:
+    # The direction with the strongest seam first; if its cuts all leave thin pieces (a strong line
+    # near an edge), the other direction's seams still get their turn.
+    order = sorted((d for d in good if good[d]), key=lambda d: -max(c[1] for c in good[d]))
+    if not order:
         if entry["candidates"]:
             log.append(entry)
         return ("leaf", box)
-    pieces, seams = _pieces(F, box, direction, seams, p)
+    for direction in order:
+        pieces, seams = _pieces(F, box, direction, good[direction], p)
+        if seams:
+            break
     content = [pc[0] for pc in pieces if not pc[1]]
     entry.update(dir=direction, seams=[[q, round(sc, 2)] for q, sc, _ in seams],
                  pieces=[{"box": list(pc[0]), "chrome": bool(pc[1]),
