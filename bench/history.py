@@ -83,7 +83,8 @@ class Embeddings:
         x = np.empty((n, dim), np.float32)
         for s in range(0, n, 50_000):  # in slices: 1M x 512 floats at once is 2 GB per temporary
             m = min(n, s + 50_000) - s
-            z = self.centres[rng.integers(0, clusters, m)] + 0.5 * rng.standard_normal((m, intrinsic)).astype(np.float32)
+            z = (self.centres[rng.integers(0, clusters, m)]
+                 + 0.5 * rng.standard_normal((m, intrinsic)).astype(np.float32))
             x[s:s + m] = (z @ self.basis + 0.02 * rng.standard_normal((m, dim)).astype(np.float32)
                           + np.sqrt(intrinsic) * cone)
         self.vectors = x / np.linalg.norm(x, axis=1, keepdims=True)

@@ -82,7 +82,8 @@ class LayoutParams:
     max_depth: int = 1
     grid_seam_low: float = 2.0  # a grid cut may be weak in some cells ...
     grid_align: int = 4  # ... if it lines up (px) with a clear cut in another
-    grid_cross_straight: float = 0.9  # two crossing lines this straight (and strong) may be a grid's
+    # a line this straight is an exact cut: crossings are left out, co-motion alone does not join it
+    exact_straight: float = 0.9
     max_comotion: float = 0.3  # motion correlated across a boundary: one picture
     max_comotion_strong: float = 0.6
     min_texture: float = 0.8  # mean |horizontal grey step| of a feed (blank bands are below)
@@ -95,7 +96,7 @@ class LayoutParams:
     sub_seam: float = 8.0
     min_straight_strong: float = 0.55  # ... for very strong seams (a divider's two steps split the vote)
     min_straight_static: float = 0.8  # ... when nothing moves
-    min_straight: float = 0.68  # fraction of the line on which the step sits exactly on the seam  # a cut inside a feed not aligned with a sibling's cut needs this score
+    min_straight: float = 0.68  # fraction of the line on which the step sits exactly on the seam
 
 
 DEFAULT_PARAMS = LayoutParams()
@@ -373,21 +374,22 @@ def _find_seams(F: _Frames, box: tuple[int, int, int, int], axis: int, p: Layout
             continue
         straight = _straightness(g, pos)
         # only an exactly straight line is taken for a divider whose crossings may be left out
-        structure, comotion = _continuity(g, m, pos, exclude=along if straight >= p.grid_cross_straight else ())
+        structure, comotion = _continuity(g, m, pos, exclude=along if straight >= p.exact_straight else ())
         info = {"structure": round(structure, 2), "comotion": round(comotion, 2), "straight": round(straight, 2)}
         strong = sc >= p.strong_seam and moving  # a still picture gives no motion evidence: no leniency
         # a natural edge: tilted, curved, or not the strongest step everywhere
         # (a still picture has only its edges to go by: its seams must be straighter)
-        if straight < (p.min_straight_strong if strong else p.min_straight if moving else p.min_straight_static):
+        least = p.min_straight_strong if strong else p.min_straight if moving else p.min_straight_static
+        if straight < least:
             info["rejected"] = "not straight"
             kept.append((pos, sc, info))
             continue
         # a natural edge: the picture continues across it
         # Motion alone does not make an exactly straight line with no structure across it continuous:
         # two unrelated feeds each with their subject in the middle move at the same places.
-        motion_only = straight >= p.grid_cross_straight and structure < p.no_structure
-        if (comotion >= (p.max_comotion_strong if strong else p.max_comotion) and not motion_only) or structure >= (
-                p.max_structure_strong if strong else p.max_structure):
+        motion_only = straight >= p.exact_straight and structure < p.no_structure
+        moves_along = comotion >= (p.max_comotion_strong if strong else p.max_comotion) and not motion_only
+        if moves_along or structure >= (p.max_structure_strong if strong else p.max_structure):
             info["rejected"] = "continuous"
             kept.append((pos, sc, info))
             continue
@@ -451,7 +453,7 @@ def _split(F: _Frames, box, p: LayoutParams, moving: bool, depth: int, log: list
         # huge step on both sides of the other, and that alone makes the pictures look continuous.
         # Judge each again without the other's neighbourhood.
         lines = {d: tuple(q for q, sc, info in v if info.get("rejected") == "continuous"
-                          and info["straight"] >= p.grid_cross_straight and sc >= p.strong_seam)
+                          and info["straight"] >= p.exact_straight and sc >= p.strong_seam)
                  for d, v in found.items()}
         if lines["rows"] and lines["cols"]:
             found = {d: _find_seams(F, box, 1 if d == "rows" else 2, p, moving, need,
