@@ -46,6 +46,9 @@ def made(tmp_path_factory) -> dict[str, Path]:
                                       gap_color="white", **common)
     out["horizontal"] = make_composite(d / "h.mp4", "horizontal", feeds=_feeds(2), canvas=(320, 180), **common)
     out["grid"] = make_composite(d / "g.mp4", "grid", feeds=_feeds(4), canvas=(320, 320), **common)
+    # Black dividers that cross: each once made the other look continuous where they meet.
+    out["grid_gap"] = make_composite(d / "gg.mp4", "grid", feeds=_feeds(4), canvas=(360, 640), gap=8,
+                                     gap_color="black", **common)
     out["single"] = make_single(d / "s.mp4", source=_feeds(1)[0], canvas=(180, 320), **common)
     # Hard negative: a letterboxed single feed (bars above and below).
     wide = make_single(d / "wide.mp4", source=_feeds(1)[0], canvas=(320, 180), **common)
@@ -72,6 +75,7 @@ def test_constants_and_result_shape(made):
     ("vertical3", "vertical", 3),
     ("horizontal", "horizontal", 2),
     ("grid", "grid", 4),
+    ("grid_gap", "grid", 4),
 ])
 def test_composites_are_classified_with_their_regions(made, name, layout, n):
     r = analyze_layout(made[name])
@@ -100,6 +104,31 @@ def test_letterbox_region_excludes_the_bars(made):
     r = analyze_layout(made["letterbox"])
     (x, y, w, h), = r.regions
     assert y > 0 and y + h < r.height  # the picture, not the bars
+
+
+def test_flat_textured_feed_is_a_feed_not_a_bar():
+    """A still-looking feed of fine texture (asphalt, water) at the bottom passes the loose per-line bar
+    test (low spatial std, constant mean) but is a picture: it must not be trimmed as letterbox."""
+    import numpy as np
+
+    from indexer.layout import classify_runs
+
+    rng = np.random.default_rng(0)
+    h, w = 224, 126  # the analysis size of a 720x1280 video
+    y, x = np.mgrid[0:h, 0:w]
+    runs = []
+    for r in range(6):
+        frames = []
+        for t in range(3):
+            img = np.empty((h, w), np.float32)
+            img[:112] = (150 + 60 * np.sin(2 * np.pi * (x / 40 + y / 50) + r * 0.9 + t * 0.15))[:112]
+            img[112:] = 70 + 3 * rng.standard_normal((h - 112, w))  # grain, redrawn every frame
+            frames.append(np.repeat(np.clip(img, 0, 255)[..., None], 3, axis=2).astype(np.uint8))
+        runs.append(np.stack(frames))
+    res = classify_runs(runs, 720, 1280)
+    assert res.evidence["active_box"] == [0, 0, 720, 1280]  # nothing trimmed
+    assert res.layout == "vertical" and len(res.regions) == 2, res.evidence
+    assert abs(res.regions[1][1] - 640) <= 12  # the cut is where the feeds meet
 
 
 def test_reader_is_accepted_and_left_open(made):
