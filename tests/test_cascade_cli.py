@@ -178,9 +178,11 @@ def test_sweep_confirm_records_decisions(env, videos, monkeypatch):
         hits = last_json(run("recall", "--query", "anything", "--decision", decision, "--format", "json").stdout)
         return {h["video_id"] for h in hits}
 
-    # 1. every margin in the band: the two readable videos go to the model in one batch
+    # 1. every margin in the band: the two readable videos go to the model in one batch (--undecided: none
+    #    has a decision yet, so none is skipped)
     band(monkeypatch, -2, 2)
-    res = last_json(run("sweep", "confirm", "--policy", "sl", "--json").stdout)
+    res = last_json(run("sweep", "confirm", "--policy", "sl", "--undecided", "--json").stdout)
+    assert res["skipped_decided"] == 0
     rows = {r["video_id"]: r for r in res["decisions"]}
     assert set(rows) == set(indexed.values()) and res["policy"] == "sl"
     g = rows[gone]
@@ -221,6 +223,13 @@ def test_sweep_confirm_records_decisions(env, videos, monkeypatch):
     assert decisions_in_history("cleared") == {indexed["stack"], indexed["single"]}
     assert decisions_in_history("review") == {gone}
     assert decisions_in_history("flagged") == set()
+
+    # 4. --undecided leaves decided videos alone (here: all of them)
+    res = last_json(run("sweep", "confirm", "--policy", "sl", "--undecided", "--json").stdout)
+    assert res["decisions"] == [] and res["skipped_decided"] == 3
+    assert "all 3 sweep candidates of sl already have a decision" in run(
+        "sweep", "confirm", "--policy", "sl", "--undecided").output
+    assert decisions_in_history("review") == {gone}
 
 
 def test_sweep_confirm_without_candidates(env):

@@ -126,10 +126,13 @@ def sweep_list(ctx: click.Context, policy: str, limit: int, fmt: str) -> None:
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=16, show_default=True,
               help="Candidates decided (and recorded) per cascade batch; stage-two videos of a batch share the "
                    "model's batches.")
+@click.option("--undecided", is_flag=True,
+              help="Skip candidates whose video already has a decision (set by hand, by a worker or by an "
+                   "earlier run); without it every candidate is decided again and earlier decisions are replaced.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decisions and a summary as one JSON object.")
 @click.pass_context
 def sweep_confirm(ctx: click.Context, policy: str, limit: int | None, threshold: float | None, batch_size: int,
-                  as_json: bool) -> None:
+                  undecided: bool, as_json: bool) -> None:
     """Decide a policy's sweep candidates with the cascade and record each decision.
 
     Stage one reads the candidate's sweep score against the threshold (margin
@@ -146,10 +149,22 @@ def sweep_confirm(ctx: click.Context, policy: str, limit: int | None, threshold:
     app = get_app(ctx)
     t0 = time.perf_counter()
     history = app.history(with_encoder=False)
-    cands = history.sweep_candidates(policy, limit=limit)
+    cands = history.sweep_candidates(policy, limit=None if undecided else limit)
+    skipped = 0
+    if undecided:  # the limit counts the candidates still to decide
+        known: dict[str, Any] = {}
+        for start in range(0, len(cands), 1000):
+            known.update(history.get_videos([c.video_id for c in cands[start : start + 1000]]))
+        todo = [c for c in cands if c.video_id not in known or known[c.video_id].decision is None]
+        skipped = len(cands) - len(todo)
+        cands = todo[:limit] if limit else todo
     if not cands:
         if as_json:
-            emit_json({"policy": policy, "summary": summarize([], time.perf_counter() - t0), "decisions": []})
+            emit_json({"policy": policy, "summary": summarize([], time.perf_counter() - t0), "decisions": [],
+                       "skipped_decided": skipped})
+        elif skipped:
+            out_console.print(f"all {skipped} sweep candidates of {policy} already have a decision "
+                              "(drop --undecided to decide them again)")
         else:
             out_console.print(f"no sweep candidates for {policy}: run `sludge sweep --policy {policy} --query …` "
                               "first")
@@ -191,7 +206,7 @@ def sweep_confirm(ctx: click.Context, policy: str, limit: int | None, threshold:
     history.refresh()
     summary = summarize(rows, time.perf_counter() - t0)
     if as_json:
-        emit_json({"policy": policy, "summary": summary, "decisions": rows})
+        emit_json({"policy": policy, "summary": summary, "decisions": rows, "skipped_decided": skipped})
         return
     table = Table(title=f"sweep confirm: {policy}", title_justify="left")
     for col in ("#", "video", "path", "score", "decision", "stage", "reason", "model calls"):
@@ -209,6 +224,8 @@ def sweep_confirm(ctx: click.Context, policy: str, limit: int | None, threshold:
         f"{s['candidates']} candidates: flagged {s['flagged']}, cleared {s['cleared']}, review {s['review']} "
         f"({s['unreadable']} unreadable); stage 1 decided {s['stage1']}, stage 2 {s['stage2']}; "
         f"{s['model_calls']} model calls; {s['seconds']:.1f} s", soft_wrap=True)
+    if skipped:
+        out_console.print(f"{skipped} candidates skipped: their videos already have a decision (--undecided)")
 
 
 class _Thresholds:
