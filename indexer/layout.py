@@ -446,8 +446,12 @@ def _split(F: _Frames, box, p: LayoutParams, moving: bool, depth: int, log: list
     """Recursive XY-cut. A tree: ('leaf', box) or (direction, [children]), direction 'rows'|'cols'."""
     if depth > p.max_depth:
         return ("leaf", box)
-    found = {d: _find_seams(F, box, 1 if d == "rows" else 2, p, moving, need) for d in ("rows", "cols")}
-    good = {d: [c for c in v if "rejected" not in c[2]] for d, v in found.items()}
+    def look(crossing: dict[str, tuple[int, ...]]) -> tuple[dict, dict]:
+        found = {d: _find_seams(F, box, 1 if d == "rows" else 2, p, moving, need, crossing=crossing.get(d, ()))
+                 for d in ("rows", "cols")}
+        return found, {d: [c for c in v if "rejected" not in c[2]] for d, v in found.items()}
+
+    found, good = look({})
     if not good["rows"] and not good["cols"] and moving:
         # A grid's two dividers, both exactly straight and strong, cross: where they meet, each puts one
         # huge step on both sides of the other, and that alone makes the pictures look continuous.
@@ -456,9 +460,7 @@ def _split(F: _Frames, box, p: LayoutParams, moving: bool, depth: int, log: list
                           and info["straight"] >= p.exact_straight and sc >= p.strong_seam)
                  for d, v in found.items()}
         if lines["rows"] and lines["cols"]:
-            found = {d: _find_seams(F, box, 1 if d == "rows" else 2, p, moving, need,
-                                    crossing=lines["cols" if d == "rows" else "rows"]) for d in ("rows", "cols")}
-            good = {d: [c for c in v if "rejected" not in c[2]] for d, v in found.items()}
+            found, good = look({"rows": lines["cols"], "cols": lines["rows"]})
     entry = {"box": list(box), "depth": depth,
              "candidates": {d: [[q, round(sc, 2), info] for q, sc, info in v] for d, v in found.items() if v}}
     # The direction with the strongest seam first; if its cuts all leave thin pieces (a strong line

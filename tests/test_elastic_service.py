@@ -55,12 +55,11 @@ def test_server_dies_with_the_process_that_started_it():
     import signal
     import subprocess
     import sys
+    import tempfile
     import time
+    from pathlib import Path
 
     from ops.services.elastic import _group_alive
-
-    import tempfile
-    from pathlib import Path
 
     root = Path(tempfile.mkdtemp(prefix="sludge-es-orphan-"))  # reachable by the unprivileged server user
     root.chmod(0o755)

@@ -17,7 +17,7 @@ from ops.cli.output import TimeParam, emit_json, format_time, out_console
 from search.exemplars import read_image
 from search.history import FrameHistory, HistoryFilter, SweepCandidate
 from search.sweeps import run_sweep
-from search.types import check_policy_name
+from search.types import StoredVideo, check_policy_name
 
 
 @click.group("sweep", invoke_without_command=True)
@@ -152,7 +152,7 @@ def sweep_confirm(ctx: click.Context, policy: str, limit: int | None, threshold:
     cands = history.sweep_candidates(policy, limit=None if undecided else limit)
     skipped = 0
     if undecided:  # the limit counts the candidates still to decide
-        known: dict[str, Any] = {}
+        known: dict[str, StoredVideo] = {}
         for start in range(0, len(cands), 1000):
             known.update(history.get_videos([c.video_id for c in cands[start : start + 1000]]))
         todo = [c for c in cands if c.video_id not in known or known[c.video_id].decision is None]

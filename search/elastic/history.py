@@ -23,13 +23,12 @@ Every score leaving this module is a cosine in [-1, 1]: Elasticsearch reports
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
-
-import math
 
 import numpy as np
 
