@@ -6,10 +6,11 @@ upload (a few short runs of frames, decoded near keyframes, analysed at about
 
 The algorithm, in short:
 
-1. **Sampling.** ``n_runs`` points spread over the video; at each, seek to the
-   keyframe before it and keep ``run_len`` consecutive frames (decoding at most
-   ``max_lead`` frames forward to get near the point). Frames are scaled to the
-   analysis size by the decoder's scaler.
+1. **Sampling.** ``n_runs`` points spread over the video; at each, keep
+   ``run_len`` consecutive frames. Short videos are decoded in one pass; longer
+   ones seek to the keyframe before each point (decoding at most ``max_lead``
+   frames forward where an earlier point took that keyframe). Frames are scaled
+   to the analysis size by the decoder's scaler.
 2. **Bars.** Rows and columns at the edges that are uniform in space and
    constant in time (letterbox, pillarbox, borders) are trimmed: they never
    count as feeds or seams.
@@ -60,7 +61,7 @@ class LayoutParams:
     n_runs: int = 6  # sampled points over the video
     run_len: int = 3  # consecutive frames per point (motion)
     max_lead: int = 20  # at most this many frames decoded forward from a keyframe
-    short_video_s: float = 12.0  # longer videos take the keyframes the seeks land on
+    short_video_s: float = 12.0  # up to this long: one decoding pass; longer ones seek
     bar_std: float = 6.0  # a bar row/column: spatial std below this (grey levels) ...
     bar_tstd: float = 4.0  # ... and its mean varies less than this over time
     bar_flat: float = 1.5  # ... and the median line of a bar is flatter than this
@@ -155,15 +156,57 @@ def analysis_size(width: int, height: int, long_side: int) -> tuple[int, int]:
 
 
 def sample_runs(reader: VideoReader, params: LayoutParams = DEFAULT_PARAMS) -> list[np.ndarray]:
-    """Short runs of consecutive frames, RGB uint8 at the analysis size: list of (run_len, h, w, 3)."""
+    """Short runs of consecutive frames, RGB uint8 at the analysis size: list of (run_len, h, w, 3).
+
+    Short videos (up to ``short_video_s``) are read in one pass from the start, so every point gets
+    its own run however sparse the keyframes are (a 4 s clip with one keyframe would otherwise give
+    runs from its first second only: no evidence of what persists over time). Longer ones seek.
+    """
     info = reader.info
     size = analysis_size(info.width, info.height, params.long_side)
     dur = max(info.duration, 1e-3)
     targets = [(i + 0.5) / params.n_runs * dur for i in range(params.n_runs)]
-    runs: list[np.ndarray] = []
-    seen: set[float] = set()
-    short = dur <= params.short_video_s
     errors: list[str] = []
+    if dur <= params.short_video_s:
+        runs = _runs_in_one_pass(reader, targets, size, params, errors)
+    else:
+        runs = _runs_by_seeking(reader, targets, size, params, errors)
+    if not runs:
+        why = f": {errors[0]}" if errors else ""
+        raise CorruptMediaError(reader.path, f"no frame could be decoded for layout analysis{why}")
+    if errors:
+        reader.log.warnings.append(f"layout: decoding trouble at some points: {errors[0]}")
+    return [np.stack(r + [r[-1]] * (params.run_len - len(r))) for r in runs]
+
+
+def _runs_in_one_pass(reader: VideoReader, targets: list[float], size: tuple[int, int],
+                      p: LayoutParams, errors: list[str]) -> list[list[np.ndarray]]:
+    """Decode from the start; a run begins at the first frame at or after each target."""
+    reader._rewind()
+    runs: list[list[np.ndarray]] = []
+    i = 0  # next target
+    try:
+        for ft, frame in reader._decoded():
+            if runs and len(runs[-1]) < p.run_len:
+                runs[-1].append(reader.to_rgb(frame, size=size))
+                continue
+            if i >= len(targets):
+                break
+            if ft >= targets[i] - 1e-3:
+                while i < len(targets) and ft >= targets[i] - 1e-3:
+                    i += 1  # (frames sparser than the targets: one run for all the passed ones)
+                runs.append([reader.to_rgb(frame, size=size)])
+    except av.FFmpegError as e:
+        errors.append(av_reason(e))
+    return runs
+
+
+def _runs_by_seeking(reader: VideoReader, targets: list[float], size: tuple[int, int],
+                     p: LayoutParams, errors: list[str]) -> list[list[np.ndarray]]:
+    """Seek to the keyframe before each target; take it (cheap), or decode forward to the target
+    (at most ``max_lead`` frames) when an earlier target already took that keyframe."""
+    runs: list[list[np.ndarray]] = []
+    seen: set[float] = set()
     for t in targets:
         if not reader._seek(t):
             reader._rewind()
@@ -172,13 +215,10 @@ def sample_runs(reader: VideoReader, params: LayoutParams = DEFAULT_PARAMS) -> l
         try:
             for ft, frame in reader._decoded():
                 n += 1
-                # Short videos: decode forward to the point (at most max_lead frames). Long ones:
-                # take the keyframe the seek lands on (cheap), unless an earlier point took it.
-                if not got and ft < t - 1e-3 and n <= params.max_lead and (
-                        short or round(ft, 3) in seen):
+                if not got and ft < t - 1e-3 and n <= p.max_lead and round(ft, 3) in seen:
                     continue
                 got.append((ft, reader.to_rgb(frame, size=size)))
-                if len(got) >= params.run_len:
+                if len(got) >= p.run_len:
                     break
         except av.FFmpegError as e:
             errors.append(av_reason(e))
@@ -188,14 +228,7 @@ def sample_runs(reader: VideoReader, params: LayoutParams = DEFAULT_PARAMS) -> l
         if key in seen:
             continue
         seen.add(key)
-        while len(got) < params.run_len:
-            got.append(got[-1])
-        runs.append(np.stack([g for _, g in got]))
-    if not runs:
-        why = f": {errors[0]}" if errors else ""
-        raise CorruptMediaError(reader.path, f"no frame could be decoded for layout analysis{why}")
-    if errors:
-        reader.log.warnings.append(f"layout: decoding trouble at some points: {errors[0]}")
+        runs.append([g for _, g in got])
     return runs
 
 
@@ -531,16 +564,8 @@ def _leaves(tree) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def _runs_1d(b: np.ndarray) -> list[tuple[int, int]]:
-    """(start, end) of True runs in a 1-D bool array."""
-    if not b.any():
-        return []
-    d = np.diff(np.concatenate([[0], b.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
-
-
-def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, int], float] | None:
-    """The best rectangle of persistent straight edges inside box, with its score."""
+def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, int], float, float] | None:
+    """The best rectangle of persistent straight edges inside box: (box, score, weakest side ratio)."""
     x0, y0, x1, y1 = box
     g = F.g[:, y0:y1, x0:x1]
     H, W = g.shape[1:]
@@ -549,6 +574,7 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
     q = p.seam_quantile
     eh = np.quantile(np.abs(g[:, 2:, :] - g[:, :-2, :]), q, axis=0)  # (H-2, W): edge at row i+1
     ev = np.quantile(np.abs(g[:, :, 2:] - g[:, :, :-2]), q, axis=0)  # (H, W-2)
+
     def local_peak(e: np.ndarray) -> np.ndarray:
         """Persistent step that stands out from the steps 4-10 px away across it (axis 0)."""
         pad = np.pad(e, ((10, 10), (0, 0)), mode="edge")
@@ -564,85 +590,83 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
     bh = bh | np.roll(bh, 1, axis=0) | np.roll(bh, -1, axis=0)
     bv = bv | np.roll(bv, 1, axis=1) | np.roll(bv, -1, axis=1)
     min_w, min_h = int(W * p.pip_min_side), int(H * p.pip_min_side)
-
-    def candidates(b: np.ndarray, min_len: int, n: int) -> list[tuple[int, int, int]]:
-        out = []
-        for i in range(n):
-            for a, e in _runs_1d(b[i]):
-                if e - a >= min_len:
-                    out.append((i, int(a), int(e)))
-        # keep the longest few
-        out.sort(key=lambda c: -(c[2] - c[1]))
-        return out[:40]
-
-    hc = candidates(bh, min_w, H)
-    vc = candidates(bv.T, min_h, W)
-    # A pip a few px from the frame border: its outer side's step cannot stand out from steps 4-10 px
-    # away (some of those are the border itself), so few of its pixels pass. Offer the best line of each
-    # border zone as a side; the stricter checks below still see its whole-line step.
-    for b, c, n, min_len in ((bh, hc, H, min_w), (bv.T, vc, W, min_h)):
-        zone = max(2, int(round(p.pip_near * n)))
-        count = b.sum(axis=1)
-        for lo, hi in ((1, zone), (n - 1 - zone, n - 1)):
-            i = lo + int(np.argmax(count[lo:hi]))
-            if count[i] >= p.pip_cover_near * min_len:
-                c.append((i, 0, b.shape[1]))
-    # edges of the box itself count as sides (a pip touching the frame edge)
-    hc += [(0, 0, W), (H - 1, 0, W)]
-    vc += [(0, 0, H), (W - 1, 0, H)]
-    ch = np.cumsum(np.pad(bh, ((0, 0), (1, 0))), axis=1)
-    cv = np.cumsum(np.pad(bv, ((1, 0), (0, 0))), axis=0)
-    ch[0] = np.arange(W + 1)
-    ch[H - 1] = np.arange(W + 1)
-    cv[:, 0] = np.arange(H + 1)
-    cv[:, W - 1] = np.arange(H + 1)
-    ys = sorted({c[0] for c in hc})
-    xs = sorted({c[0] for c in vc})
-    rects: list = []
-    area_all = H * W
-    for i, ya in enumerate(ys):
-        for yb in ys[i + 1:]:
-            if yb - ya < min_h:
-                continue
-            for j, xa in enumerate(xs):
-                for xb in xs[j + 1:]:
-                    if xb - xa < min_w:
-                        continue
-                    area = (yb - ya) * (xb - xa) / area_all
-                    if not p.pip_min_area <= area <= p.pip_max_area:
-                        continue
-                    top = (ch[ya, xb] - ch[ya, xa]) / (xb - xa)
-                    bot = (ch[yb, xb] - ch[yb, xa]) / (xb - xa)
-                    lef = (cv[yb, xa] - cv[ya, xa]) / (yb - ya)
-                    rig = (cv[yb, xb] - cv[ya, xb]) / (yb - ya)
-                    covers = (top, bot, lef, rig)
-                    near = (ya < p.pip_near * H, yb > (1 - p.pip_near) * H - 1,
-                            xa < p.pip_near * W, xb > (1 - p.pip_near) * W - 1)
-                    if any(c < (p.pip_cover_near if nr else p.pip_cover) for c, nr in zip(covers, near)):
-                        continue
-                    cover = min(c for c, nr in zip(covers, near) if not nr) if not all(near) else 0.0
-                    # at least two sides must be real edges inside the box (not the box border)
-                    inner = (ya > 0) + (yb < H - 1) + (xa > 0) + (xb < W - 1)
-                    if inner < 4:
-                        continue
-                    score = cover + 0.05 * inner + 0.1 * area
-                    rects.append((score, xa, ya, xb, yb))
-    rects.sort(reverse=True)
-    best = None
-    for score, xa, ya, xb, yb in rects[:20]:
-        sides = []
-        near = []  # a side a few px from the box border: its step cannot stand out as clearly
-        for axis, pos, a, b, n in ((1, ya, xa, xb, H), (1, yb, xa, xb, H), (2, xa, ya, yb, W), (2, xb, ya, yb, W)):
-            sides.append(_segment_seam(g, F.motion[:, y0:y1, x0:x1], axis, pos, a, b))
-            near.append(min(pos, n - 1 - pos) < p.pip_near * n)
+    ys = _pip_lines(bh, min_w, p)
+    xs = _pip_lines(bv.T, min_h, p)
+    # coverage of a side = edge pixels along it / its length, from running sums along each line;
+    # the box's own borders count as fully covered (a pip touching the frame edge)
+    ch = np.cumsum(np.pad(bh, ((0, 0), (1, 0))), axis=1).astype(np.float32)
+    cv = np.cumsum(np.pad(bv, ((1, 0), (0, 0))), axis=0).astype(np.float32)
+    ch[[0, H - 1]] = np.arange(W + 1)
+    cv[:, [0, W - 1]] = np.arange(H + 1)[:, None]
+    hrow = ch[ys][:, xs]  # (ny, nx): running sum of row ys[i] at column xs[j]
+    hs = (hrow[:, None, :] - hrow[:, :, None]) / np.maximum(xs[None, :] - xs[:, None], 1)  # (ny, nx, nx)
+    vcol = cv[ys][:, xs].T  # (nx, ny)
+    vs = (vcol[:, None, :] - vcol[:, :, None]) / np.maximum(ys[None, :] - ys[:, None], 1)  # (nx, ny, ny)
+    # every rectangle at once, indexed [top, bottom, left, right]
+    top, bot = hs[:, None, :, :], hs[None, :, :, :]
+    lef = vs.transpose(1, 2, 0)[:, :, :, None]
+    rig = vs.transpose(1, 2, 0)[:, :, None, :]
+    YA, YB, XA, XB = np.meshgrid(ys, ys, xs, xs, indexing="ij", sparse=True)
+    area = (YB - YA) * (XB - XA) / (H * W)
+    near = (YA < p.pip_near * H, YB > (1 - p.pip_near) * H - 1, XA < p.pip_near * W, XB > (1 - p.pip_near) * W - 1)
+    covers = (top, bot, lef, rig)
+    ok = ((YB - YA >= min_h) & (XB - XA >= min_w) & (area >= p.pip_min_area) & (area <= p.pip_max_area)
+          & (YA > 0) & (YB < H - 1) & (XA > 0) & (XB < W - 1))  # all four sides inside the box
+    for c, nr in zip(covers, near):
+        ok = ok & (c >= np.where(nr, p.pip_cover_near, p.pip_cover))
+    # rank by the weakest side away from the box border (sides near it are covered less)
+    cover = np.full(ok.shape, np.inf, np.float32)
+    for c, nr in zip(covers, near):
+        cover = np.minimum(cover, np.where(nr, np.inf, c))
+    score = np.where(np.isfinite(cover), cover, 0.0) + 0.1 * area
+    idx = np.flatnonzero(ok)
+    m = F.motion[:, y0:y1, x0:x1]
+    for k in idx[np.argsort(-score.ravel()[idx], kind="stable")][:20]:
+        i, j, u, v = np.unravel_index(k, ok.shape)
+        ya, yb, xa, xb = int(ys[i]), int(ys[j]), int(xs[u]), int(xs[v])
+        sides = [_segment_seam(g, m, axis, pos, a, b) for axis, pos, a, b in
+                 ((1, ya, xa, xb), (1, yb, xa, xb), (2, xa, ya, yb), (2, xb, ya, yb))]
+        close = [min(pos, n - 1 - pos) < p.pip_near * n for pos, n in ((ya, H), (yb, H), (xa, W), (xb, W))]
+        # each side judged as a seam is: a clear step, no structure across it, and no motion across it
+        # (only very strong steps are allowed some co-motion)
         clear = [r >= p.seam_ratio and st >= p.seam_min_step and cs < p.max_structure
-                 and cm < p.max_comotion_strong for r, st, cs, cm in sides]
-        ok = sum(clear) >= 3 and all(c or (nr and sd[0] >= p.pip_weak_side) for c, nr, sd in zip(clear, near, sides))
-        if ok:
+                 and cm < (p.max_comotion_strong if r >= p.strong_seam else p.max_comotion)
+                 for r, st, cs, cm in sides]
+        # one side may be unclear only where it is near the box border, and must still be a step there
+        if sum(clear) >= 3 and all(c or (nr and sd[0] >= p.pip_weak_side) for c, nr, sd in zip(clear, close, sides)):
             weakest = min(r for r, _, _, _ in sides)
-            best = ((xa + x0, ya + y0, xb + x0, yb + y0), float(score), round(weakest, 2))
+            return (xa + x0, ya + y0, xb + x0, yb + y0), float(score.ravel()[k]), round(weakest, 2)
+    return None
+
+
+def _pip_lines(b: np.ndarray, min_len: int, p: LayoutParams, most: int = 30) -> np.ndarray:
+    """Rows of edge map b (one per line, along axis 1) that could hold a pip side, sorted.
+
+    A side covered ``pip_cover`` over its whole length has a window of ``min_len`` covered at least
+    as well, so ranking lines by their best window misses no side that could pass, however its edge
+    breaks up where the inset matches the picture under it. One line per 3 px (the edge map is
+    dilated by one), the ``most`` best; plus the best line near each border (covered less) and the
+    borders themselves.
+    """
+    n = b.shape[0]
+    cs = np.cumsum(np.pad(b, ((0, 0), (1, 0))), axis=1)
+    best = (cs[:, min_len:] - cs[:, :-min_len]).max(axis=1) / max(min_len, 1)
+    lines: list[int] = []
+    for i in np.argsort(-best, kind="stable"):
+        if best[i] < p.pip_cover or len(lines) >= most:
             break
-    return best
+        if all(abs(int(i) - j) > 1 for j in lines):
+            lines.append(int(i))
+    # A pip a few px from the border: its outer side's step cannot stand out from steps 4-10 px away
+    # (some of those are the border itself), so few of its pixels pass. Offer the best line of each
+    # border zone; the checks on the whole side still apply.
+    zone = max(2, int(round(p.pip_near * n)))
+    count = b.sum(axis=1)
+    for lo, hi in ((1, zone), (n - 1 - zone, n - 1)):
+        i = lo + int(np.argmax(count[lo:hi]))
+        if count[i] >= p.pip_cover_near * min_len:
+            lines.append(i)
+    return np.array(sorted(set(lines) | {0, n - 1}))
 
 
 def _segment_seam(g: np.ndarray, m: np.ndarray, axis: int, pos: int, a: int, b: int):

@@ -131,6 +131,30 @@ def test_flat_textured_feed_is_a_feed_not_a_bar():
     assert abs(res.regions[1][1] - 640) <= 12  # the cut is where the feeds meet
 
 
+def test_short_video_with_one_keyframe_is_sampled_over_its_whole_length(tmp_path):
+    """A 4 s clip with a single keyframe (common for short uploads): seeking lands every point on
+    frame 0, which once gave runs from the first second only. Every point gets its own run, in order,
+    spread over the clip (the clip gets brighter with time, so a run's brightness says when it is)."""
+    import numpy as np
+    from conftest import ffmpeg
+
+    from indexer.layout import DEFAULT_PARAMS, sample_runs
+    from indexer.video import VideoReader
+
+    out = tmp_path / "ramp.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:size=160x96:rate=25:duration=4",
+           "-vf", "geq=lum='10+T*55':cb=128:cr=128", "-g", "1000", "-c:v", "libx264",
+           "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out))
+    with VideoReader(out) as reader:
+        runs = sample_runs(reader)
+    assert len(runs) == DEFAULT_PARAMS.n_runs
+    assert all(r.shape[0] == DEFAULT_PARAMS.run_len for r in runs)
+    level = np.array([r[0].mean() for r in runs])
+    assert np.all(np.diff(level) > 10), level  # six different moments, in order
+    # the points sit at (i + 0.5) / 6 of the clip: from about 0.33 s to 3.67 s
+    assert level[0] < 10 + 0.6 * 55 and level[-1] > 10 + 3.4 * 55, level
+
+
 def test_reader_is_accepted_and_left_open(made):
     from indexer.video import VideoReader
 
