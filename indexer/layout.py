@@ -98,6 +98,7 @@ class LayoutParams:
     min_straight_strong: float = 0.55  # ... for very strong seams (a divider's two steps split the vote)
     min_straight_static: float = 0.8  # ... when nothing moves
     min_straight: float = 0.68  # fraction of the line on which the step sits exactly on the seam
+    chroma: bool = True  # also seek seams in the colour-difference planes (equal brightness, other colour)
 
 
 DEFAULT_PARAMS = LayoutParams()
@@ -246,6 +247,10 @@ class _Frames:
         rgb = np.concatenate(runs).astype(np.float32)  # (T, h, w, 3)
         self.rgb = rgb
         self.g = _gray(rgb)  # (T, h, w)
+        # colour-difference planes (BT.601 Cb, Cr without offset): two feeds of equal brightness
+        # (a blue pool over grey asphalt) still differ in colour
+        self.planes = {"grey": self.g, "cb": (rgb[..., 2] - self.g) * 0.564,
+                       "cr": (rgb[..., 0] - self.g) * 0.713}
         self.n_runs = len(runs)
         self.run_len = runs[0].shape[0]
         g = self.g.reshape(self.n_runs, self.run_len, *self.g.shape[1:])
@@ -374,11 +379,28 @@ def _find_seams(F: _Frames, box: tuple[int, int, int, int], axis: int, p: Layout
     """Seams (position in frame coordinates, score, details) inside box along one axis.
 
     ``crossing``: frame positions of lines that cross these seams (columns for rows seams), left out
-    of the continuity test.
+    of the continuity test. Seams are sought in the grey picture; with ``p.chroma``, a seam found in
+    a colour-difference plane stands where the grey picture accepted nothing within 4 px (its
+    details say which plane).
     """
+    out = _find_seams_in(F, "grey", box, axis, p, moving, need, crossing)
+    if not p.chroma:
+        return out
+    for plane in ("cb", "cr"):
+        for pos, sc, info in _find_seams_in(F, plane, box, axis, p, moving, need, crossing):
+            near = [c for c in out if abs(c[0] - pos) <= 4]
+            if "rejected" in info or any("rejected" not in c[2] for c in near):
+                continue
+            out = [c for c in out if abs(c[0] - pos) > 4] + [(pos, sc, {**info, "plane": plane})]
+    return sorted(out, key=lambda c: c[0])
+
+
+def _find_seams_in(F: _Frames, plane: str, box: tuple[int, int, int, int], axis: int, p: LayoutParams,
+                   moving: bool, need: float | None, crossing: tuple[int, ...]) -> list[tuple[int, float, dict]]:
+    """Seams of one plane of the picture (see :func:`_find_seams`)."""
     x0, y0, x1, y1 = box
     along = tuple(c - (x0 if axis == 1 else y0) for c in crossing)
-    g = F.g[:, y0:y1, x0:x1]
+    g = F.planes[plane][:, y0:y1, x0:x1]
     m = F.motion[:, y0:y1, x0:x1]
     if axis == 2:
         g, m = g.transpose(0, 2, 1), m.transpose(0, 2, 1)
@@ -527,7 +549,9 @@ def _split(F: _Frames, box, p: LayoutParams, moving: bool, depth: int, log: list
     per = []
     for c in content:
         # (aligned cuts are evidence enough: continuity is only asked of the clearest one)
-        cands = [(q, sc, "rejected" not in info)
+        # (a colour seam is no anchor: a coloured object's edge in one feed lined up with a weak
+        # step in another made a stack look like a grid)
+        cands = [(q, sc, "rejected" not in info and "plane" not in info)
                  for q, sc, info in _find_seams(F, c, axis, p, moving, need=p.grid_seam_low,
                                                 crossing=tuple(q for q, _, _ in seams))]
         per.append(cands)

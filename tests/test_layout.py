@@ -131,6 +131,40 @@ def test_flat_textured_feed_is_a_feed_not_a_bar():
     assert abs(res.regions[1][1] - 640) <= 12  # the cut is where the feeds meet
 
 
+def test_feeds_of_equal_brightness_are_told_apart_by_colour():
+    """A blue feed over a grey one of the same brightness (a pool over asphalt): the grey picture has
+    no step where they meet, the colour-difference planes do."""
+    import dataclasses
+
+    import numpy as np
+
+    from indexer.layout import DEFAULT_PARAMS, _gray, classify_runs
+
+    h, w = 224, 126
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    runs = []
+    for r in range(6):
+        frames = []
+        for t in range(3):
+            s = r * 0.9 + t * 0.2
+            top = 120 + 40 * np.sin(2 * np.pi * (x / 23 + y / 31) + s)  # texture, moving
+            bot = 120 + 40 * np.sin(2 * np.pi * (x / 17 - y / 13) - 1.3 * s)  # another texture
+            blue = np.stack([0.45 * top, 0.95 * top, 1.6 * top], axis=-1)
+            luma = _gray(blue)[..., None]
+            blue = blue * (top[..., None] / luma)  # same brightness as the grey texture would have
+            img = np.repeat(bot[..., None], 3, axis=2)
+            img[:112] = blue[:112]
+            frames.append(np.clip(img, 0, 255).astype(np.uint8))
+        runs.append(np.stack(frames))
+    grey_only = classify_runs(runs, 720, 1280, dataclasses.replace(DEFAULT_PARAMS, chroma=False))
+    assert grey_only.layout == "single_scene", grey_only.evidence  # the case this is about
+    res = classify_runs(runs, 720, 1280)
+    assert res.layout == "vertical" and len(res.regions) == 2, res.evidence
+    assert abs(res.regions[1][1] - 640) <= 12
+    seam = [c for e in res.evidence["seams"] for c in e["candidates"].get("rows", []) if "rejected" not in c[2]]
+    assert seam and seam[0][2]["plane"] in ("cb", "cr")
+
+
 def test_short_video_with_one_keyframe_is_sampled_over_its_whole_length(tmp_path):
     """A 4 s clip with a single keyframe (common for short uploads): seeking lands every point on
     frame 0, which once gave runs from the first second only. Every point gets its own run, in order,
