@@ -80,6 +80,7 @@ class LayoutParams:
     pip_max_area: float = 0.5
     pip_weak_side: float = 1.8  # the one side allowed to be unclear must still be a step
     pip_min_area: float = 0.02
+    pip_tries: int = 40  # the best-covered rectangles whose sides are judged as seams
     max_depth: int = 1
     grid_seam_low: float = 2.0  # a grid cut may be weak in some cells ...
     grid_align: int = 4  # ... if it lines up (px) with a clear cut in another
@@ -591,13 +592,10 @@ def _leaves(tree) -> list[tuple[int, int, int, int]]:
 def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, int], float, float] | None:
     """The best rectangle of persistent straight edges inside box: (box, score, weakest side ratio)."""
     x0, y0, x1, y1 = box
-    g = F.g[:, y0:y1, x0:x1]
-    H, W = g.shape[1:]
+    H, W = y1 - y0, x1 - x0
     if H < 32 or W < 32:
         return None
     q = p.seam_quantile
-    eh = np.quantile(np.abs(g[:, 2:, :] - g[:, :-2, :]), q, axis=0)  # (H-2, W): edge at row i+1
-    ev = np.quantile(np.abs(g[:, :, 2:] - g[:, :, :-2]), q, axis=0)  # (H, W-2)
 
     def local_peak(e: np.ndarray) -> np.ndarray:
         """Persistent step that stands out from the steps 4-10 px away across it (axis 0)."""
@@ -606,10 +604,15 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
         neigh = np.stack([pad[10 + k: 10 + k + n] for k in (-10, -7, -4, 4, 7, 10)])
         return (e >= p.pip_edge) & (e >= p.seam_ratio * (np.median(neigh, axis=0) + 2.0))
 
+    # edges in any plane: an inset's side that matches the picture under it in brightness may not in colour
+    planes = [F.planes[pl][:, y0:y1, x0:x1] for pl in (("grey", "cb", "cr") if p.chroma else ("grey",))]
     bh = np.zeros((H, W), bool)
     bv = np.zeros((H, W), bool)
-    bh[1:-1] = local_peak(eh)
-    bv[:, 1:-1] = local_peak(ev.T).T
+    for c in planes:
+        eh = np.quantile(np.abs(c[:, 2:, :] - c[:, :-2, :]), q, axis=0)  # (H-2, W): edge at row i+1
+        ev = np.quantile(np.abs(c[:, :, 2:] - c[:, :, :-2]), q, axis=0)  # (H, W-2)
+        bh[1:-1] |= local_peak(eh)
+        bv[:, 1:-1] |= local_peak(ev.T).T
     # tolerate a one-pixel wobble of the edge
     bh = bh | np.roll(bh, 1, axis=0) | np.roll(bh, -1, axis=0)
     bv = bv | np.roll(bv, 1, axis=1) | np.roll(bv, -1, axis=1)
@@ -645,20 +648,21 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
     score = np.where(np.isfinite(cover), cover, 0.0) + 0.1 * area
     idx = np.flatnonzero(ok)
     m = F.motion[:, y0:y1, x0:x1]
-    for k in idx[np.argsort(-score.ravel()[idx], kind="stable")][:20]:
+    for k in idx[np.argsort(-score.ravel()[idx], kind="stable")][:p.pip_tries]:
         i, j, u, v = np.unravel_index(k, ok.shape)
         ya, yb, xa, xb = int(ys[i]), int(ys[j]), int(xs[u]), int(xs[v])
-        sides = [_segment_seam(g, m, axis, pos, a, b) for axis, pos, a, b in
+        # each side judged as a seam is, in any plane: a clear step, no structure across it, and no
+        # motion across it (only very strong steps are allowed some co-motion)
+        stats = [[_segment_seam(pg, m, axis, pos, a, b) for pg in planes] for axis, pos, a, b in
                  ((1, ya, xa, xb), (1, yb, xa, xb), (2, xa, ya, yb), (2, xb, ya, yb))]
+        clear = [any(r >= p.seam_ratio and st >= p.seam_min_step and cs < p.max_structure
+                     and cm < (p.max_comotion_strong if r >= p.strong_seam else p.max_comotion)
+                     for r, st, cs, cm in per) for per in stats]
+        ratios = [max(r for r, _, _, _ in per) for per in stats]
         close = [min(pos, n - 1 - pos) < p.pip_near * n for pos, n in ((ya, H), (yb, H), (xa, W), (xb, W))]
-        # each side judged as a seam is: a clear step, no structure across it, and no motion across it
-        # (only very strong steps are allowed some co-motion)
-        clear = [r >= p.seam_ratio and st >= p.seam_min_step and cs < p.max_structure
-                 and cm < (p.max_comotion_strong if r >= p.strong_seam else p.max_comotion)
-                 for r, st, cs, cm in sides]
         # one side may be unclear only where it is near the box border, and must still be a step there
-        if sum(clear) >= 3 and all(c or (nr and sd[0] >= p.pip_weak_side) for c, nr, sd in zip(clear, close, sides)):
-            weakest = min(r for r, _, _, _ in sides)
+        if sum(clear) >= 3 and all(c or (nr and r >= p.pip_weak_side) for c, nr, r in zip(clear, close, ratios)):
+            weakest = min(ratios)
             return (xa + x0, ya + y0, xb + x0, yb + y0), float(score.ravel()[k]), round(weakest, 2)
     return None
 

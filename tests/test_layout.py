@@ -165,6 +165,41 @@ def test_feeds_of_equal_brightness_are_told_apart_by_colour():
     assert seam and seam[0][2]["plane"] in ("cb", "cr")
 
 
+def test_borderless_inset_of_equal_brightness_is_found_by_colour():
+    """A picture-in-picture with no border whose inset is as bright as the picture under it: its sides
+    are edges in colour only."""
+    import dataclasses
+
+    import numpy as np
+
+    from indexer.layout import DEFAULT_PARAMS, _gray, classify_runs
+
+    h, w = 126, 224  # a 1280x720 video at the analysis size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    x0, y0, x1, y1 = 150, 6, 218, 46  # top-right corner, 6 px in
+    runs = []
+    for r in range(6):
+        frames = []
+        for t in range(3):
+            s = r * 0.9 + t * 0.2
+            back = 120 + 40 * np.sin(2 * np.pi * (x / 29 + y / 37) + s)
+            inset = 120 + 40 * np.sin(2 * np.pi * (x / 11 - y / 9) - 1.7 * s)
+            green = np.stack([0.5 * inset, 1.3 * inset, 0.6 * inset], axis=-1)
+            green *= (inset / _gray(green))[..., None]
+            img = np.repeat(back[..., None], 3, axis=2)
+            img[y0:y1, x0:x1] = green[y0:y1, x0:x1]
+            frames.append(np.clip(img, 0, 255).astype(np.uint8))
+        runs.append(np.stack(frames))
+    grey_only = classify_runs(runs, 1280, 720, dataclasses.replace(DEFAULT_PARAMS, chroma=False))
+    assert grey_only.layout == "single_scene", grey_only.evidence
+    res = classify_runs(runs, 1280, 720)
+    assert res.layout == "picture-in-picture", res.evidence
+    bx, by, bw, bh = res.regions[1]
+    sx, sy = 1280 / w, 720 / h
+    assert abs(bx - x0 * sx) <= 2 * sx and abs(by - y0 * sy) <= 2 * sy
+    assert abs(bx + bw - x1 * sx) <= 2 * sx and abs(by + bh - y1 * sy) <= 2 * sy
+
+
 def test_short_video_with_one_keyframe_is_sampled_over_its_whole_length(tmp_path):
     """A 4 s clip with a single keyframe (common for short uploads): seeking lands every point on
     frame 0, which once gave runs from the first second only. Every point gets its own run, in order,
