@@ -549,18 +549,22 @@ def _split(F: _Frames, box, p: LayoutParams, moving: bool, depth: int, log: list
     axis = 1 if cross == "rows" else 2
     per = []
     for c in content:
-        # (aligned cuts are evidence enough: continuity is only asked of the clearest one)
-        # (a colour seam is no anchor: a coloured object's edge in one feed lined up with a weak
-        # step in another made a stack look like a grid)
-        cands = [(q, sc, "rejected" not in info and "plane" not in info)
-                 for q, sc, info in _find_seams(F, c, axis, p, moving, need=p.grid_seam_low,
-                                                crossing=tuple(q for q, _, _ in seams))]
-        per.append(cands)
+        # (cand: position, score, accepted as a seam, found in grey)
+        per.append([(q, sc, "rejected" not in info, "plane" not in info)
+                    for q, sc, info in _find_seams(F, c, axis, p, moving, need=p.grid_seam_low,
+                                                   crossing=tuple(q for q, _, _ in seams))])
     accepted: list[int] = []
-    for q, sc, clean in sorted((c for cands in per for c in cands), key=lambda c: -c[1]):
-        if not clean or sc < p.seam_ratio or any(abs(q - a) <= 4 for a in accepted):
+    for q, sc, clean, grey in sorted((c for cands in per for c in cands), key=lambda c: -c[1]):
+        if not clean or any(abs(q - a) <= 4 for a in accepted):
             continue
-        if all(any(abs(q - q2) <= p.grid_align for q2, _, _ in cands) for cands in per):
+        aligned = [[c for c in cands if abs(q - c[0]) <= p.grid_align] for cands in per]
+        # A clear grey cut in one feed with any candidate lined up in every other (continuity is only
+        # asked of the clearest one). A colour seam is no such anchor: a coloured object's edge in one
+        # feed lined up with a weak step in another made a stack look like a grid. Cuts accepted in
+        # every feed, however weak, agree on their own.
+        anchored = grey and sc >= p.seam_ratio and all(aligned)
+        agreed = all(any(c[2] for c in al) for al in aligned)
+        if anchored or agreed:
             accepted.append(q)
     if not accepted:
         return (direction, [("leaf", c) for c in content])
