@@ -82,6 +82,7 @@ class LayoutParams:
     pip_min_area: float = 0.02
     pip_tries: int = 40  # the best-covered rectangles whose sides are judged as seams
     max_depth: int = 1
+    grid_cross_seam: float = 8.0  # crossing exact lines this strong are judged again without each other
     grid_seam_low: float = 2.0  # a grid cut may be weak in some cells ...
     grid_align: int = 4  # ... if it lines up (px) with a clear cut in another
     # a line this straight is an exact cut: crossings are left out, co-motion alone does not join it
@@ -513,7 +514,7 @@ def _split(F: _Frames, box, p: LayoutParams, moving: bool, depth: int, log: list
         # huge step on both sides of the other, and that alone makes the pictures look continuous.
         # Judge each again without the other's neighbourhood.
         lines = {d: tuple(q for q, sc, info in v if info.get("rejected") == "continuous"
-                          and info["straight"] >= p.exact_straight and sc >= p.strong_seam)
+                          and info["straight"] >= p.exact_straight and sc >= p.grid_cross_seam)
                  for d, v in found.items()}
         if lines["rows"] and lines["cols"]:
             found, good = look({"rows": lines["cols"], "cols": lines["rows"]})
