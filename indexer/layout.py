@@ -100,6 +100,7 @@ class LayoutParams:
     min_straight_strong: float = 0.55  # ... for very strong seams (a divider's two steps split the vote)
     min_straight_static: float = 0.8  # ... when nothing moves
     min_straight: float = 0.68  # fraction of the line on which the step sits exactly on the seam
+    min_straight_apart: float = 0.6  # ... when nothing continues across the line
     chroma: bool = True  # also seek seams in the colour-difference planes (equal brightness, other colour)
 
 
@@ -413,6 +414,7 @@ def _find_seams_in(F: _Frames, plane: str, box: tuple[int, int, int, int], axis:
     q = p.seam_quantile
     r = np.quantile(ratio, q, axis=0)
     s = np.quantile(step, q, axis=0)
+    grid_cells = need is not None  # the lenient search for grid cuts inside feeds already found
     if need is None:
         need = p.seam_ratio if moving else p.static_seam_ratio
     ok = (r >= need) & (s >= p.seam_min_step)
@@ -437,6 +439,11 @@ def _find_seams_in(F: _Frames, plane: str, box: tuple[int, int, int, int], axis:
         # a natural edge: tilted, curved, or not the strongest step everywhere
         # (a still picture has only its edges to go by: its seams must be straighter)
         least = p.min_straight_strong if strong else p.min_straight if moving else p.min_straight_static
+        # Nothing continues across the line (no structure, no co-motion while things move): the step
+        # may wander off it where the two sides happen to match. Not for grid cuts inside feeds, whose
+        # other evidence is already lenient.
+        if moving and not grid_cells and structure < p.no_structure and comotion < p.max_comotion:
+            least = min(least, p.min_straight_apart)
         if straight < least:
             info["rejected"] = "not straight"
             kept.append((pos, sc, info))
