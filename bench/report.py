@@ -8,6 +8,8 @@ sizes, to check the machinery, not to measure anything. Figures from a shared
 machine are only comparable within one run.
 
     python bench/report.py [--quick] [--only ingest,encode] [--out bench/RESULTS.md] [--timeout-scale 2]
+
+``--only`` reruns the named benchmarks and replaces only their sections of an existing --out file.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -174,6 +177,37 @@ def ingest_table(r: dict) -> list[str]:
     return lines
 
 
+def _sections(md: str) -> tuple[dict[str, str], dict[str, str]]:
+    """An earlier RESULTS.md: each benchmark's section (from its ``## name`` line) and summary row."""
+    sections: dict[str, str] = {}
+    for chunk in md.split("\n## ")[1:]:
+        name = chunk.split("\n", 1)[0].strip()
+        if name not in ("Machine", "Summary"):
+            sections[name] = "## " + chunk.rstrip("\n")
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| \[(\w+)\]\(#\w+\) \|.*$", md, re.M)}
+    return sections, rows
+
+
+def merge(new_md: str, old_md: str, rerun: list[str], started: str) -> str:
+    """``--only``: the benchmarks run now replace their sections (marked with the date) in the earlier
+    file; every other section and summary row is kept as it was, so one rerun loses nothing."""
+    new_sections, new_rows = _sections(new_md)
+    old_sections, old_rows = _sections(old_md)
+    head = old_md.split("\n## ", 1)[0] if old_sections else new_md.split("\n## ", 1)[0]
+    out = [head.rstrip("\n"), "", "## Machine", ""]
+    out += [new_md.split("\n## Machine", 1)[1].split("\n## ", 1)[0].strip("\n"), "", "## Summary", "",
+            "| benchmark | what | status | seconds |", "|---|---|---|---:|"]
+    names = [b.name for b in BENCHES]
+    out += [new_rows.get(n) or old_rows[n] for n in names if n in new_rows or n in old_rows]
+    for n in names:
+        if n in new_sections:
+            first, rest = new_sections[n].split("\n", 1)
+            out += ["", first, "", f"(rerun alone with `--only` on {started})", rest.rstrip("\n")]
+        elif n in old_sections:
+            out += ["", old_sections[n]]
+    return "\n".join(out) + "\n"
+
+
 def render(outcomes: list[Outcome], machine: dict, quick: bool, started: str, total_s: float) -> str:
     md = ["# Benchmark results", ""]
     if quick:
@@ -230,7 +264,10 @@ def main() -> None:
         outcomes.append(o)
     total = time.perf_counter() - t0
     out = Path(args.out)
-    out.write_text(render(outcomes, machine, args.quick, started, total))
+    md = render(outcomes, machine, args.quick, started, total)
+    if names and out.exists() and not args.quick:
+        md = merge(md, out.read_text(), names, started)
+    out.write_text(md)
     print(f"wrote {out}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(
