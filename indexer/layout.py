@@ -186,11 +186,10 @@ def sample_runs(reader: VideoReader, params: LayoutParams = DEFAULT_PARAMS) -> l
 def _runs_in_one_pass(reader: VideoReader, targets: list[float], size: tuple[int, int],
                       p: LayoutParams, errors: list[str]) -> list[list[np.ndarray]]:
     """Decode from the start; a run begins at the first frame at or after each target."""
-    reader._rewind()
     runs: list[list[np.ndarray]] = []
     i = 0  # next target
     try:
-        for ft, frame in reader._decoded():
+        for ft, frame in reader.decoded_from(0.0):
             if runs and len(runs[-1]) < p.run_len:
                 runs[-1].append(reader.to_rgb(frame, size=size))
                 continue
@@ -212,12 +211,10 @@ def _runs_by_seeking(reader: VideoReader, targets: list[float], size: tuple[int,
     runs: list[list[np.ndarray]] = []
     seen: set[float] = set()
     for t in targets:
-        if not reader._seek(t):
-            reader._rewind()
         got: list[tuple[float, np.ndarray]] = []
         n = 0
         try:
-            for ft, frame in reader._decoded():
+            for ft, frame in reader.decoded_from(t):
                 n += 1
                 if not got and ft < t - 1e-3 and n <= p.max_lead and round(ft, 3) in seen:
                     continue

@@ -221,6 +221,17 @@ class VideoReader:
         except av.FFmpegError:
             return False
 
+    def decoded_from(self, t: float = 0.0) -> Iterator[tuple[float, av.VideoFrame]]:
+        """Raw decoded frames and their times (s), from the keyframe at or before ``t``.
+
+        For callers that choose frames themselves (the layout analysis keeps short runs) and convert
+        only those with :meth:`to_rgb`. From the start where the container cannot seek. Decoding
+        errors are raised as they come (``av.FFmpegError``), after the frames before them.
+        """
+        if t <= 0 or not self._seek(t):
+            self._rewind()
+        return self._decoded()
+
     def to_rgb(self, frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndarray:
         """RGB uint8, upright, no side above ``max_side`` (or exactly ``size`` = (w, h) as displayed)."""
         k = _rotation_k(self.info.rotation)
