@@ -320,10 +320,24 @@ def test_deliveries_are_created_once_and_back_off(parts):
     assert wh.redeliver(first[0])["state"] == "pending"
     assert client.zscore(keys("due"), first[0]) is not None
     wh.remove(sub.sub_id)
+    review = wh.add(f"http://127.0.0.1:{free_port()}/review", ["video.review"])
+    assert len(wh.emit("video.review", "job_2", {"x": 2})) == 1  # one message: the one subscriber
+    assert wh.emit("video.flagged", "job_2", {"x": 2}) == []  # nobody subscribed to it any more
+    wh.remove(review.sub_id)
     for attempt in range(1, 12):
         d = backoff(attempt, 2.0, 60.0)
         full = min(60.0, 2.0 * 2 ** (attempt - 1))
         assert full / 2 <= d <= full
+
+
+def test_every_decision_a_worker_makes_has_its_event():
+    """flagged, cleared and review (the cascade could not decide) each send one; all can be subscribed."""
+    from ops.hooks.webhooks import EVENT_OF_DECISION, EVENTS, parse_events
+    from ops.screening import DECISION_OF_VERDICT
+
+    assert set(EVENT_OF_DECISION) == set(DECISION_OF_VERDICT.values())
+    assert set(EVENT_OF_DECISION.values()) <= set(EVENTS)
+    assert parse_events("video.review,video.flagged") == ["video.flagged", "video.review"]
 
 
 def test_subscription_to_a_private_address_is_refused_by_default(parts):

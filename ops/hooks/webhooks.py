@@ -31,7 +31,10 @@ from typing import Any
 from ops.hooks.errors import BadSource, JobNotFound
 from ops.hooks.redis_conn import Keys, parse_subset
 
-EVENTS = ("video.flagged", "video.cleared", "sweep.candidate")
+EVENTS = ("video.flagged", "video.cleared", "video.review", "sweep.candidate")
+# The event a worker's decision sends. 'review' (the cascade could not decide) is an event too: a
+# platform holds such a video back, or routes it to its own moderators, until a person decides.
+EVENT_OF_DECISION = {"flagged": "video.flagged", "cleared": "video.cleared", "review": "video.review"}
 TEST_EVENT = "webhook.test"
 
 _CREATE = """

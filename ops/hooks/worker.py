@@ -25,7 +25,7 @@ from ops.hooks.errors import BadSource, HooksError, TooLarge
 from ops.hooks.jobs import Job, JobQueue
 from ops.hooks.metrics import StageTimer
 from ops.hooks.sources import check_path, fetch_url
-from ops.hooks.webhooks import Webhooks
+from ops.hooks.webhooks import EVENT_OF_DECISION, Webhooks
 from ops.screening import screen
 from search.history import snippet
 
@@ -174,8 +174,8 @@ class Worker:
         return decision, rec.video_id, seconds
 
     def _emit(self, job: Job, decision: dict[str, Any]) -> None:
-        event = {"flagged": "video.flagged", "cleared": "video.cleared"}.get(decision["decision"])
-        if event is None:  # 'review': a person decides; no platform event yet
+        event = EVENT_OF_DECISION.get(decision["decision"])
+        if event is None:
             return
         self.webhooks.emit(event, job.job_id, {
             "job_id": job.job_id, "video_id": job.video_id or decision.get("video_id"),
