@@ -59,7 +59,7 @@ def test_server_dies_with_the_process_that_started_it():
     import time
     from pathlib import Path
 
-    from ops.services.elastic import _group_alive
+    from ops.services.base import group_alive
 
     root = Path(tempfile.mkdtemp(prefix="sludge-es-orphan-"))  # reachable by the unprivileged server user
     root.chmod(0o755)
@@ -77,13 +77,13 @@ def test_server_dies_with_the_process_that_started_it():
         line = starter.stdout.readline()
         assert line, "the starter process printed nothing (Elasticsearch did not start)"
         st = json.loads(line)
-        assert _group_alive(st["pid"])
+        assert group_alive(st["pid"])
         starter.send_signal(signal.SIGKILL)
         starter.wait()
         deadline = time.monotonic() + 60
-        while _group_alive(st["pid"]) and time.monotonic() < deadline:
+        while group_alive(st["pid"]) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert not _group_alive(st["pid"]), "Elasticsearch outlived the process that started it"
+        assert not group_alive(st["pid"]), "Elasticsearch outlived the process that started it"
     finally:
         if starter.poll() is None:
             starter.kill()

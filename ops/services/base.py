@@ -65,6 +65,47 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def group_alive(pgid: int) -> bool:
+    """Is any process of group ``pgid`` alive (zombies awaiting their parent do not count)?"""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().split(")")[-1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def kill_group(pgid: int, timeout_s: float = 30.0) -> None:
+    """Stop process group ``pgid`` (a launcher and the server it forks): SIGTERM, then SIGKILL after
+    ``timeout_s``; the leader is reaped when it is this process's child."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        os.kill(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and (pid_alive(pgid) or group_alive(pgid)):
+        time.sleep(0.1)
+    if pid_alive(pgid) or group_alive(pgid):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:  # reap it when it is our own child (a fixture in this process)
+        os.waitpid(pgid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
 class Service(abc.ABC):
     """One local server. Subclasses implement install/launch/ready checks."""
 

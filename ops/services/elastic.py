@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -34,7 +33,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ops.services.base import Service, ServiceError, free_port, parent_death_signal, pid_alive
+from ops.services.base import Service, ServiceError, free_port, kill_group, parent_death_signal
 
 VERSION = "8.12.2"
 TARBALL = f"elasticsearch-{VERSION}-linux-x86_64.tar.gz"
@@ -253,42 +252,7 @@ class ElasticService(Service):
     @staticmethod
     def _kill(pid: int, timeout_s: float = 30.0) -> None:
         """Stop the launcher and the server JVM it forks: both are in the session we started (pgid = pid)."""
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and (pid_alive(pid) or _group_alive(pid)):
-            time.sleep(0.1)
-        if pid_alive(pid) or _group_alive(pid):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:  # reap it when it is our own child (a fixture in this process)
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # Members may be zombies awaiting their parent; treat a group of only zombies as gone.
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().split(")")[-1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+        kill_group(pid, timeout_s)
 
 
 SERVICE = ElasticService

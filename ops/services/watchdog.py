@@ -14,15 +14,15 @@ import threading
 
 
 def main() -> None:
-    from ops.services.elastic import ElasticService, _group_alive
+    from ops.services.base import group_alive, kill_group
 
     pgid = int(sys.argv[1])
     fired = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: fired.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the terminal is for the parent, not for us
-    while _group_alive(pgid):
+    while group_alive(pgid):
         if fired.wait(1.0):
-            ElasticService._kill(pgid)
+            kill_group(pgid)
             return
 
 
