@@ -681,7 +681,7 @@ def _pip_lines(b: np.ndarray, min_len: int, p: LayoutParams, most: int = 30) -> 
 
     A side covered ``pip_cover`` over its whole length has a window of ``min_len`` covered at least
     as well, so ranking lines by their best window misses no side that could pass, however its edge
-    breaks up where the inset matches the picture under it. One line per 3 px (the edge map is
+    breaks up where the inset matches the picture under it. No two lines 1 px apart (the edge map is
     dilated by one), the ``most`` best; plus the best line near each border (covered less) and the
     borders themselves.
     """
