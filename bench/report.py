@@ -188,7 +188,7 @@ def _sections(md: str) -> tuple[dict[str, str], dict[str, str]]:
     return sections, rows
 
 
-def merge(new_md: str, old_md: str, rerun: list[str], started: str) -> str:
+def merge(new_md: str, old_md: str, started: str) -> str:
     """``--only``: the benchmarks run now replace their sections (marked with the date) in the earlier
     file; every other section and summary row is kept as it was, so one rerun loses nothing."""
     new_sections, new_rows = _sections(new_md)
@@ -266,7 +266,7 @@ def main() -> None:
     out = Path(args.out)
     md = render(outcomes, machine, args.quick, started, total)
     if names and out.exists() and not args.quick:
-        md = merge(md, out.read_text(), names, started)
+        md = merge(md, out.read_text(), started)
     out.write_text(md)
     print(f"wrote {out}")
     if args.json_out:

@@ -96,7 +96,6 @@ class LayoutParams:
     strong_seam: float = 15.0
     min_feed: float = 0.15  # a feed spans at least this fraction of the box it was cut from
     chrome_change: float = 2.5  # chrome (caption band, bar) changes less than this between samples
-    sub_seam: float = 8.0
     min_straight_strong: float = 0.55  # ... for very strong seams (a divider's two steps split the vote)
     min_straight_static: float = 0.8  # ... when nothing moves
     min_straight: float = 0.68  # fraction of the line on which the step sits exactly on the seam

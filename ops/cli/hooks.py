@@ -22,7 +22,8 @@ def hooks_group() -> None:
 
 @hooks_group.command("add")
 @click.argument("url")
-@click.option("--events", required=True, help="Comma-separated: video.flagged,video.cleared,video.review,sweep.candidate.")
+@click.option("--events", required=True,
+              help="Comma-separated: video.flagged,video.cleared,video.review,sweep.candidate.")
 @click.option("--description", default="")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
