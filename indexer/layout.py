@@ -348,7 +348,35 @@ def _continuity(g: np.ndarray, m: np.ndarray, pos: int, k: int = 3,
     return structure, comotion
 
 
-def _straightness(g: np.ndarray, pos: int) -> float:
+def _divider(g: np.ndarray, pos: int, flat_std: float, widest: int = 4) -> tuple[int, int] | None:
+    """Lines (first, last) of a thin stripe of one colour near boundary ``pos`` (rows of g: (T, n, L))
+    with picture on both sides: a divider drawn between two feeds. None if there is none.
+
+    A natural picture is rarely one colour along a line's whole length in every frame, least of all
+    in a thin stripe between two textured areas.
+    """
+    n = g.shape[1]
+    lo, hi = max(0, pos - 4), min(n, pos + 5)
+    sd = g[:, lo:hi, :].transpose(1, 0, 2).reshape(hi - lo, -1).std(axis=1)
+    # the lines around must hold a picture (in a flat plane, such as a colour difference, every line
+    # is flat); a thin divider scaled down is blended with the feeds beside it, so "one colour" is
+    # relative to them
+    if np.median(sd) < flat_std:
+        return None
+    flat = np.concatenate([[False], sd < 0.4 * float(np.median(sd)), [False]]).astype(np.int8)
+    starts = np.flatnonzero(np.diff(flat) == 1)  # runs of flat lines: [start, end) in window lines
+    ends = np.flatnonzero(np.diff(flat) == -1)
+    best = None
+    for i, j in zip(starts, ends):
+        a, b = lo + int(i), lo + int(j) - 1
+        # picture on both sides: not the edge of a bar, not a flat area
+        if b - a + 1 <= widest and a > lo and b < hi - 1:
+            if best is None or abs(a + b - 2 * pos) < abs(sum(best) - 2 * pos):
+                best = (a, b)
+    return best
+
+
+def _straightness(g: np.ndarray, pos: int, flat_std: float = 6.0) -> float:
     """Fraction of the line (columns of g: (T, n, L)) whose strongest persistent step near boundary
     ``pos`` lies on it (±1 px). A cut between two feeds is exactly straight.
 
@@ -363,6 +391,12 @@ def _straightness(g: np.ndarray, pos: int) -> float:
     win = np.median(d[:, lo:hi, :], axis=0)
     am = np.argmax(win, axis=0) + lo + 1
     narrow = float(np.mean(np.abs(am - pos) <= 1))
+    stripe = _divider(g, pos, flat_std)
+    if stripe is not None:
+        # the stripe's two edges are one line: the step on either side of it (and the blended lines
+        # just outside) counts; one feed matching the divider's colour leaves only the other edge
+        a, b = stripe
+        narrow = max(narrow, float(np.mean((am >= a - 1) & (am <= b + 1))))
     d = np.abs(g[:, 4:, :] - g[:, :-4, :])  # boundary at row i+2
     lo, hi = max(0, pos - 6), min(d.shape[1], pos + 3)
     if hi <= lo:
@@ -427,7 +461,7 @@ def _find_seams_in(F: _Frames, plane: str, box: tuple[int, int, int, int], axis:
     for pos, sc in cands:
         if any(abs(pos - k) <= 4 for k, _, _ in kept):
             continue
-        straight = _straightness(g, pos)
+        straight = _straightness(g, pos, p.bar_std)
         # only an exactly straight line is taken for a divider whose crossings may be left out
         structure, comotion = _continuity(g, m, pos, exclude=along if straight >= p.exact_straight else ())
         info = {"structure": round(structure, 2), "comotion": round(comotion, 2), "straight": round(straight, 2)}
@@ -513,13 +547,17 @@ def _split(F: _Frames, box, p: LayoutParams, moving: bool, depth: int, log: list
 
     found, good = look({})
     if not good["rows"] and not good["cols"] and moving:
-        # A grid's two dividers, both exactly straight and strong, cross: where they meet, each puts one
-        # huge step on both sides of the other, and that alone makes the pictures look continuous.
-        # Judge each again without the other's neighbourhood.
-        lines = {d: tuple(q for q, sc, info in v if info.get("rejected") == "continuous"
+        # A grid's two dividers cross: where they meet, each puts one huge step on both sides of the
+        # other, and that alone makes the pictures look continuous. Where one of them is exactly
+        # straight and strong, and the other straight enough for a seam, judge each again without the
+        # other's neighbourhood (only an exactly straight line is judged without its crossings).
+        exact = {d: tuple(q for q, sc, info in v if info.get("rejected") == "continuous"
                           and info["straight"] >= p.exact_straight and sc >= p.grid_cross_seam)
                  for d, v in found.items()}
-        if lines["rows"] and lines["cols"]:
+        lines = {d: tuple(q for q, sc, info in v if info.get("rejected") == "continuous"
+                          and info["straight"] >= p.min_straight and sc >= p.seam_ratio)
+                 for d, v in found.items()}
+        if (exact["rows"] and lines["cols"]) or (exact["cols"] and lines["rows"]):
             found, good = look({"rows": lines["cols"], "cols": lines["rows"]})
     entry = {"box": list(box), "depth": depth,
              "candidates": {d: [[q, round(sc, 2), info] for q, sc, info in v] for d, v in found.items() if v}}

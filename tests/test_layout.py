@@ -200,6 +200,48 @@ def test_borderless_inset_of_equal_brightness_is_found_by_colour():
     assert abs(bx + bw - x1 * sx) <= 2 * sx and abs(by + bh - y1 * sy) <= 2 * sy
 
 
+def test_thin_divider_whose_edges_take_turns_is_one_straight_seam():
+    """Two feeds side by side with a 16 px black divider (under 3 px at the analysis size), the left
+    feed dark in places (flames on black): where it is dark the only step is the divider's right edge,
+    elsewhere its left edge is stronger, so neither edge holds the strongest step along the whole line.
+    The divider (one colour along its whole length, picture on both sides) makes its edges one line."""
+    import numpy as np
+    from PIL import Image
+
+    from indexer import layout
+    from indexer.layout import _divider, classify_runs
+
+    H, W = 720, 1280
+    y, x = np.mgrid[0:H, 0:W].astype(np.float32)
+    runs = []
+    for r in range(6):
+        frames = []
+        for t in range(3):
+            s = r * 0.9 + t * 0.2
+            left = 200 + 40 * np.sin(2 * np.pi * (x / 130 + y / 180) + s)
+            left *= np.sin(2 * np.pi * y / 230 + r) > -0.3  # dark bands, moving from run to run
+            right = 150 + 40 * np.sin(2 * np.pi * (x / 100 - y / 75) - 1.3 * s)
+            img = np.where(x < 632, left, right)
+            img[:, 632:648] = 0.0
+            small = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).resize((224, 126), Image.BILINEAR)
+            frames.append(np.repeat(np.asarray(small)[..., None], 3, axis=2))
+        runs.append(np.stack(frames))
+    g = np.concatenate(runs)[..., 0].astype(np.float32).transpose(0, 2, 1)  # columns as rows
+    a, b = _divider(g, 110, 6.0)  # the black lines, and at most a blended one beside them
+    assert a <= 111 and b >= 112 and b - a <= 3, (a, b)
+    assert _divider(g, 60, 6.0) is None  # inside a feed: no stripe
+    res = classify_runs(runs, W, H)
+    assert res.layout == "horizontal" and len(res.regions) == 2, res.evidence
+    assert abs(res.regions[1][0] - 640) <= 12
+    # the case this is about: without the stripe, the line is not straight enough to be a seam
+    real = layout._divider
+    try:
+        layout._divider = lambda *a, **k: None
+        assert classify_runs(runs, W, H).layout == "single_scene"
+    finally:
+        layout._divider = real
+
+
 def test_short_video_with_one_keyframe_is_sampled_over_its_whole_length(tmp_path):
     """A 4 s clip with a single keyframe (common for short uploads): seeking lands every point on
     frame 0, which once gave runs from the first second only. Every point gets its own run, in order,
