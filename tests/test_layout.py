@@ -36,6 +36,16 @@ def _feeds(n: int) -> list[str]:
     return [f"gen:{kinds[i % len(kinds)]}:{i + 1}" for i in range(n)]
 
 
+def _synthetic_runs(frame) -> list:
+    """Sampled runs of a made-up video, as :func:`indexer.layout.sample_runs` returns them (6 points,
+    3 consecutive frames each). ``frame(r, s)`` draws one frame at texture phase ``s``, which moves
+    a little from frame to frame and more from point to point; float values are clipped to uint8."""
+    import numpy as np
+
+    return [np.stack([np.clip(frame(r, r * 0.9 + t * 0.2), 0, 255).astype(np.uint8) for t in range(3)])
+            for r in range(6)]
+
+
 @pytest.fixture(scope="module")
 def made(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("layout")
@@ -142,20 +152,18 @@ def test_feeds_of_equal_brightness_are_told_apart_by_colour():
 
     h, w = 224, 126
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    runs = []
-    for r in range(6):
-        frames = []
-        for t in range(3):
-            s = r * 0.9 + t * 0.2
-            top = 120 + 40 * np.sin(2 * np.pi * (x / 23 + y / 31) + s)  # texture, moving
-            bot = 120 + 40 * np.sin(2 * np.pi * (x / 17 - y / 13) - 1.3 * s)  # another texture
-            blue = np.stack([0.45 * top, 0.95 * top, 1.6 * top], axis=-1)
-            luma = _gray(blue)[..., None]
-            blue = blue * (top[..., None] / luma)  # same brightness as the grey texture would have
-            img = np.repeat(bot[..., None], 3, axis=2)
-            img[:112] = blue[:112]
-            frames.append(np.clip(img, 0, 255).astype(np.uint8))
-        runs.append(np.stack(frames))
+
+    def frame(r: int, s: float) -> np.ndarray:
+        top = 120 + 40 * np.sin(2 * np.pi * (x / 23 + y / 31) + s)  # texture, moving
+        bot = 120 + 40 * np.sin(2 * np.pi * (x / 17 - y / 13) - 1.3 * s)  # another texture
+        blue = np.stack([0.45 * top, 0.95 * top, 1.6 * top], axis=-1)
+        luma = _gray(blue)[..., None]
+        blue = blue * (top[..., None] / luma)  # same brightness as the grey texture would have
+        img = np.repeat(bot[..., None], 3, axis=2)
+        img[:112] = blue[:112]
+        return img
+
+    runs = _synthetic_runs(frame)
     grey_only = classify_runs(runs, 720, 1280, dataclasses.replace(DEFAULT_PARAMS, chroma=False))
     assert grey_only.layout == "single_scene", grey_only.evidence  # the case this is about
     res = classify_runs(runs, 720, 1280)
@@ -177,19 +185,17 @@ def test_borderless_inset_of_equal_brightness_is_found_by_colour():
     h, w = 126, 224  # a 1280x720 video at the analysis size
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     x0, y0, x1, y1 = 150, 6, 218, 46  # top-right corner, 6 px in
-    runs = []
-    for r in range(6):
-        frames = []
-        for t in range(3):
-            s = r * 0.9 + t * 0.2
-            back = 120 + 40 * np.sin(2 * np.pi * (x / 29 + y / 37) + s)
-            inset = 120 + 40 * np.sin(2 * np.pi * (x / 11 - y / 9) - 1.7 * s)
-            green = np.stack([0.5 * inset, 1.3 * inset, 0.6 * inset], axis=-1)
-            green *= (inset / _gray(green))[..., None]
-            img = np.repeat(back[..., None], 3, axis=2)
-            img[y0:y1, x0:x1] = green[y0:y1, x0:x1]
-            frames.append(np.clip(img, 0, 255).astype(np.uint8))
-        runs.append(np.stack(frames))
+
+    def frame(r: int, s: float) -> np.ndarray:
+        back = 120 + 40 * np.sin(2 * np.pi * (x / 29 + y / 37) + s)
+        inset = 120 + 40 * np.sin(2 * np.pi * (x / 11 - y / 9) - 1.7 * s)
+        green = np.stack([0.5 * inset, 1.3 * inset, 0.6 * inset], axis=-1)
+        green *= (inset / _gray(green))[..., None]
+        img = np.repeat(back[..., None], 3, axis=2)
+        img[y0:y1, x0:x1] = green[y0:y1, x0:x1]
+        return img
+
+    runs = _synthetic_runs(frame)
     grey_only = classify_runs(runs, 1280, 720, dataclasses.replace(DEFAULT_PARAMS, chroma=False))
     assert grey_only.layout == "single_scene", grey_only.evidence
     res = classify_runs(runs, 1280, 720)
@@ -213,19 +219,17 @@ def test_thin_divider_whose_edges_take_turns_is_one_straight_seam():
 
     H, W = 720, 1280
     y, x = np.mgrid[0:H, 0:W].astype(np.float32)
-    runs = []
-    for r in range(6):
-        frames = []
-        for t in range(3):
-            s = r * 0.9 + t * 0.2
-            left = 200 + 40 * np.sin(2 * np.pi * (x / 130 + y / 180) + s)
-            left *= np.sin(2 * np.pi * y / 230 + r) > -0.3  # dark bands, moving from run to run
-            right = 150 + 40 * np.sin(2 * np.pi * (x / 100 - y / 75) - 1.3 * s)
-            img = np.where(x < 632, left, right)
-            img[:, 632:648] = 0.0
-            small = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).resize((224, 126), Image.BILINEAR)
-            frames.append(np.repeat(np.asarray(small)[..., None], 3, axis=2))
-        runs.append(np.stack(frames))
+
+    def frame(r: int, s: float) -> np.ndarray:
+        left = 200 + 40 * np.sin(2 * np.pi * (x / 130 + y / 180) + s)
+        left *= np.sin(2 * np.pi * y / 230 + r) > -0.3  # dark bands, moving from run to run
+        right = 150 + 40 * np.sin(2 * np.pi * (x / 100 - y / 75) - 1.3 * s)
+        img = np.where(x < 632, left, right)
+        img[:, 632:648] = 0.0
+        small = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).resize((224, 126), Image.BILINEAR)
+        return np.repeat(np.asarray(small)[..., None], 3, axis=2)
+
+    runs = _synthetic_runs(frame)
     g = np.concatenate(runs)[..., 0].astype(np.float32).transpose(0, 2, 1)  # columns as rows
     a, b = _divider(g, 110, 6.0)  # the black lines, and at most a blended one beside them
     assert a <= 111 and b >= 112 and b - a <= 3, (a, b)
