@@ -80,7 +80,10 @@ class LayoutParams:
     pip_max_area: float = 0.5
     pip_weak_side: float = 1.8  # the one side allowed to be unclear must still be a step
     pip_min_area: float = 0.02
-    pip_tries: int = 40  # the best-covered rectangles whose sides are judged as seams
+    pip_tries: int = 40  # the best-covered rectangles whose sides are judged as seams (per pass)
+    pip_corner: float = 0.1  # an inset within this fraction of a corner (where insets sit) ...
+    pip_cover_faint: float = 0.3  # ... may have one inner side covered this little ...
+    pip_faint_side: float = 2.4  # ... if its step is this clear and nothing continues across any faint side
     max_depth: int = 1
     grid_cross_seam: float = 8.0  # crossing exact lines this strong are judged again without each other
     grid_seam_low: float = 2.0  # a grid cut may be weak in some cells ...
@@ -683,8 +686,9 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
     area = (YB - YA) * (XB - XA) / (H * W)
     near = (YA < p.pip_near * H, YB > (1 - p.pip_near) * H - 1, XA < p.pip_near * W, XB > (1 - p.pip_near) * W - 1)
     covers = (top, bot, lef, rig)
-    ok = ((YB - YA >= min_h) & (XB - XA >= min_w) & (area >= p.pip_min_area) & (area <= p.pip_max_area)
-          & (YA > 0) & (YB < H - 1) & (XA > 0) & (XB < W - 1))  # all four sides inside the box
+    inside = ((YB - YA >= min_h) & (XB - XA >= min_w) & (area >= p.pip_min_area) & (area <= p.pip_max_area)
+              & (YA > 0) & (YB < H - 1) & (XA > 0) & (XB < W - 1))  # all four sides inside the box
+    ok = inside
     for c, nr in zip(covers, near):
         ok = ok & (c >= np.where(nr, p.pip_cover_near, p.pip_cover))
     # rank by the weakest side away from the box border (sides near it are covered less)
@@ -692,32 +696,58 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
     for c, nr in zip(covers, near):
         cover = np.minimum(cover, np.where(nr, np.inf, c))
     score = np.where(np.isfinite(cover), cover, 0.0) + 0.1 * area
-    idx = np.flatnonzero(ok)
+    # A second pass for an inset in a corner whose inner side matches the picture under it over much
+    # of its length (the same wall, the same light): that side may be covered only pip_cover_faint.
+    # Only two sides need be clear then, one across and one along, and every other side must still
+    # be a step with nothing continuing across it.
+    faint = np.zeros(ok.shape, np.int8)
+    for c, nr in zip(covers, near):
+        faint += (c < p.pip_cover) & ~nr
+    corner = (((YA < p.pip_corner * H) | (YB > (1 - p.pip_corner) * H - 1))
+              & ((XA < p.pip_corner * W) | (XB > (1 - p.pip_corner) * W - 1)))
+    ok_faint = inside & corner & (faint == 1)
+    for c, nr in zip(covers, near):
+        ok_faint = ok_faint & (c >= np.where(nr, p.pip_cover_near, p.pip_cover_faint))
+    # ranked by the weakest of its other sides away from the border
+    cover = np.full(ok.shape, np.inf, np.float32)
+    for c, nr in zip(covers, near):
+        cover = np.minimum(cover, np.where(nr | (c < p.pip_cover), np.inf, c))
+    score_faint = np.where(np.isfinite(cover), cover, 0.0) + 0.1 * area
     m = F.motion[:, y0:y1, x0:x1]
-    for k in idx[np.argsort(-score.ravel()[idx], kind="stable")][:p.pip_tries]:
-        i, j, u, v = np.unravel_index(k, ok.shape)
-        ya, yb, xa, xb = int(ys[i]), int(ys[j]), int(xs[u]), int(xs[v])
-        # each side judged as a seam is, in any plane: a clear step, no structure across it, and no
-        # motion across it (only very strong steps are allowed some co-motion)
-        stats = [[_segment_seam(pg, m, axis, pos, a, b) for pg in planes] for axis, pos, a, b in
-                 ((1, ya, xa, xb), (1, yb, xa, xb), (2, xa, ya, yb), (2, xb, ya, yb))]
-        clear = [any(r >= p.seam_ratio and st >= p.seam_min_step and cs < p.max_structure
-                     and cm < (p.max_comotion_strong if r >= p.strong_seam else p.max_comotion)
-                     for r, st, cs, cm in per) for per in stats]
-        ratios = [max(r for r, _, _, _ in per) for per in stats]
-        close = [min(pos, n - 1 - pos) < p.pip_near * n for pos, n in ((ya, H), (yb, H), (xa, W), (xb, W))]
-        # one side may be unclear only where it is near the box border, and must still be a step there
-        if sum(clear) >= 3 and all(c or (nr and r >= p.pip_weak_side) for c, nr, r in zip(clear, close, ratios)):
-            weakest = min(ratios)
-            return (xa + x0, ya + y0, xb + x0, yb + y0), float(score.ravel()[k]), round(weakest, 2)
+    for cand, rank, in_corner in ((ok, score, False), (ok_faint, score_faint, True)):
+        idx = np.flatnonzero(cand)
+        for k in idx[np.argsort(-rank.ravel()[idx], kind="stable")][:p.pip_tries]:
+            i, j, u, v = np.unravel_index(k, cand.shape)
+            ya, yb, xa, xb = int(ys[i]), int(ys[j]), int(xs[u]), int(xs[v])
+            # each side judged as a seam is, in any plane: a clear step, no structure across it, and no
+            # motion across it (only very strong steps are allowed some co-motion)
+            stats = [[_segment_seam(pg, m, axis, pos, a, b) for pg in planes] for axis, pos, a, b in
+                     ((1, ya, xa, xb), (1, yb, xa, xb), (2, xa, ya, yb), (2, xb, ya, yb))]
+            clear = [any(r >= p.seam_ratio and st >= p.seam_min_step and cs < p.max_structure
+                         and cm < (p.max_comotion_strong if r >= p.strong_seam else p.max_comotion)
+                         for r, st, cs, cm in per) for per in stats]
+            ratios = [max(r for r, _, _, _ in per) for per in stats]
+            close = [min(pos, n - 1 - pos) < p.pip_near * n for pos, n in ((ya, H), (yb, H), (xa, W), (xb, W))]
+            if not in_corner:
+                # one side may be unclear only where it is near the box border, and must still be a step there
+                good = sum(clear) >= 3 and all(c or (nr and r >= p.pip_weak_side)
+                                               for c, nr, r in zip(clear, close, ratios))
+            else:
+                step = [any(r >= (p.pip_weak_side if nr else p.pip_faint_side) and cs < p.max_structure
+                            and cm < p.max_comotion for r, _, cs, cm in per) for per, nr in zip(stats, close)]
+                good = ((clear[0] or clear[1]) and (clear[2] or clear[3])
+                        and all(c or f for c, f in zip(clear, step)))
+            if good:
+                return (xa + x0, ya + y0, xb + x0, yb + y0), float(rank.ravel()[k]), round(min(ratios), 2)
     return None
 
 
 def _pip_lines(b: np.ndarray, min_len: int, p: LayoutParams, most: int = 30) -> np.ndarray:
     """Rows of edge map b (one per line, along axis 1) that could hold a pip side, sorted.
 
-    A side covered ``pip_cover`` over its whole length has a window of ``min_len`` covered at least
-    as well, so ranking lines by their best window misses no side that could pass, however its edge
+    A side covered ``pip_cover`` (``pip_cover_faint`` for a corner inset's faint side) over its whole
+    length has a window of ``min_len`` covered at least as well, so ranking lines by their best window
+    misses no side that could pass, however its edge
     breaks up where the inset matches the picture under it. No two lines 1 px apart (the edge map is
     dilated by one), the ``most`` best; plus the best line near each border (covered less) and the
     borders themselves.
@@ -727,7 +757,7 @@ def _pip_lines(b: np.ndarray, min_len: int, p: LayoutParams, most: int = 30) -> 
     best = (cs[:, min_len:] - cs[:, :-min_len]).max(axis=1) / max(min_len, 1)
     lines: list[int] = []
     for i in np.argsort(-best, kind="stable"):
-        if best[i] < p.pip_cover or len(lines) >= most:
+        if best[i] < min(p.pip_cover, p.pip_cover_faint) or len(lines) >= most:
             break
         if all(abs(int(i) - j) > 1 for j in lines):
             lines.append(int(i))

@@ -46,6 +46,16 @@ def _synthetic_runs(frame) -> list:
             for r in range(6)]
 
 
+def _assert_inset(res, box: tuple[int, int, int, int], size: tuple[int, int]) -> None:
+    """res is a picture-in-picture whose inset is box (analysis px of a size video), within 2 px."""
+    assert res.layout == "picture-in-picture", res.evidence
+    (x0, y0, x1, y1), (w, h) = box, size
+    bx, by, bw, bh = res.regions[1]
+    sx, sy = res.width / w, res.height / h
+    assert abs(bx - x0 * sx) <= 2 * sx and abs(by - y0 * sy) <= 2 * sy
+    assert abs(bx + bw - x1 * sx) <= 2 * sx and abs(by + bh - y1 * sy) <= 2 * sy
+
+
 @pytest.fixture(scope="module")
 def made(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("layout")
@@ -198,12 +208,42 @@ def test_borderless_inset_of_equal_brightness_is_found_by_colour():
     runs = _synthetic_runs(frame)
     grey_only = classify_runs(runs, 1280, 720, dataclasses.replace(DEFAULT_PARAMS, chroma=False))
     assert grey_only.layout == "single_scene", grey_only.evidence
-    res = classify_runs(runs, 1280, 720)
-    assert res.layout == "picture-in-picture", res.evidence
-    bx, by, bw, bh = res.regions[1]
-    sx, sy = 1280 / w, 720 / h
-    assert abs(bx - x0 * sx) <= 2 * sx and abs(by - y0 * sy) <= 2 * sy
-    assert abs(bx + bw - x1 * sx) <= 2 * sx and abs(by + bh - y1 * sy) <= 2 * sy
+    _assert_inset(classify_runs(runs, 1280, 720), (x0, y0, x1, y1), (w, h))
+
+
+def test_corner_inset_whose_inner_side_matches_the_picture_under_it():
+    """A picture-in-picture in a corner whose inner side runs along the same wall as the picture under
+    it (two clips from one room): that side is a faint step, a clear edge over only half its length.
+    A corner inset with two clear sides, one across and one along, and faint steps elsewhere that
+    nothing continues across, is still found."""
+    import dataclasses
+
+    import numpy as np
+
+    from indexer.layout import DEFAULT_PARAMS, classify_runs
+
+    h, w = 126, 224  # a 1280x720 video at the analysis size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    x0, y0, x1, y1 = 150, 6, 218, 56  # top-right corner, 6 px in
+    wall = 150 + 0.3 * y  # a smooth, still wall, fading into the picture around it
+    wallness = np.clip((x - 105) / 30, 0, 1) * np.clip((125 - y) / 25, 0, 1)
+    brighter = 6.5 + 3.5 * np.sin(2 * np.pi * y / 30)  # the inset's wall, 3-10 grey levels brighter
+
+    def frame(r: int, s: float) -> np.ndarray:
+        back = 70 + 30 * np.sin(2 * np.pi * (x / 60 + y / 80) + s)
+        back = back + wallness * (wall - back)
+        inset = 215 + 25 * np.sin(2 * np.pi * (x / 45 - y / 35) - 1.7 * s)
+        inset += 8 * np.sin(2 * np.pi * (x / 5 + y / 7) + s)  # fine detail
+        fade = np.clip((x - 158) / 30, 0, 1)  # the inset's own wall fades into its picture
+        inset = wall + brighter + fade * (inset - wall - brighter)
+        img = back.copy()
+        img[y0:y1, x0:x1] = inset[y0:y1, x0:x1]
+        return np.repeat(img[..., None], 3, axis=2)
+
+    runs = _synthetic_runs(frame)
+    strict = dataclasses.replace(DEFAULT_PARAMS, pip_cover_faint=DEFAULT_PARAMS.pip_cover)  # no faint sides
+    assert classify_runs(runs, 1280, 720, strict).layout == "single_scene"  # the case this is about
+    _assert_inset(classify_runs(runs, 1280, 720), (x0, y0, x1, y1), (w, h))
 
 
 def test_thin_divider_whose_edges_take_turns_is_one_straight_seam():
