@@ -92,7 +92,9 @@ class LayoutParams:
     exact_straight: float = 0.9
     max_comotion: float = 0.3  # motion correlated across a boundary: one picture
     max_comotion_strong: float = 0.6
-    min_texture: float = 0.8  # mean |horizontal grey step| of a feed (blank bands are below)
+    # mean |horizontal grey step| of a feed: a still band below it is chrome. A bar with noise is near
+    # 0.15; a still, low-detail picture (a far-away car park at the analysis size) is 0.6-0.8
+    min_texture: float = 0.3
     max_structure: float = 0.25  # edge profiles correlated across a boundary: one picture
     max_structure_strong: float = 0.55  # ... for very strong seams
     no_structure: float = 0.15  # below this, co-motion alone does not join an exactly straight line

@@ -151,6 +151,32 @@ def test_flat_textured_feed_is_a_feed_not_a_bar():
     assert abs(res.regions[1][1] - 640) <= 12  # the cut is where the feeds meet
 
 
+def test_still_low_detail_feed_is_a_feed_not_a_band():
+    """A still feed with little detail at the analysis size (a far-away car park in haze) over a
+    moving one: a still band with no detail at all is chrome, this is a picture."""
+    import dataclasses
+
+    import numpy as np
+
+    from indexer.layout import DEFAULT_PARAMS, classify_runs
+
+    h, w = 224, 126  # a 720x1280 video at the analysis size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+
+    def frame(r: int, s: float) -> np.ndarray:
+        still = 40 + 30 * (x / w) + 1.5 * np.sin(2 * np.pi * (x / 10 + y / 23))  # the same in every frame
+        moving = 170 + 30 * np.sin(2 * np.pi * (x / 23 + y / 31) + s)
+        return np.repeat(np.where(y < 112, still, moving)[..., None], 3, axis=2)
+
+    runs = _synthetic_runs(frame)
+    res = classify_runs(runs, 720, 1280)
+    assert res.layout == "vertical" and len(res.regions) == 2, res.evidence
+    assert abs(res.regions[1][1] - 640) <= 12
+    textures = [pc["texture"] for e in res.evidence["seams"] for pc in e.get("pieces", [])]
+    assert 0.3 < min(textures) < 0.8  # the case this is about: below the old blank-band threshold
+    assert classify_runs(runs, 720, 1280, dataclasses.replace(DEFAULT_PARAMS, min_texture=0.8)).layout == "single_scene"
+
+
 def test_feeds_of_equal_brightness_are_told_apart_by_colour():
     """A blue feed over a grey one of the same brightness (a pool over asphalt): the grey picture has
     no step where they meet, the colour-difference planes do."""
