@@ -79,6 +79,8 @@ RECIPE: list[dict] = [
     {"label": "single_scene", "kind": "border", "canvas": P916 + L169, "count": 5},
     {"label": "single_scene", "kind": "pan", "canvas": P916, "count": 5},
     {"label": "single_scene", "kind": "still", "canvas": P916 + L169, "count": 4},
+    # appended last, so that the videos before it stay what they were for a given seed
+    {"label": "single_scene", "kind": "blur_fill", "canvas": P916 + L169, "count": 6},
 ]
 CRFS = [18, 23, 28, 28, 33, 38]
 DURATION = 4.0
@@ -267,6 +269,18 @@ def _custom(out: Path, kind: str, clips: list[tuple[Clip, float]], canvas: tuple
     elif kind == "pan":
         # a landscape clip panned slowly across a portrait canvas
         g.append(f"[0:v]{base},scale=-2:{H},crop={W}:{H}:x='(iw-{W})*t/{dur:g}':y=0,setsar=1[v0]")
+    elif kind == "blur_fill":
+        # the most common reframing of short video: the clip fitted into the canvas over a blurred
+        # copy of itself scaled to cover it (a landscape clip on a portrait canvas, or a narrow
+        # one on a landscape canvas), the copy sometimes darkened
+        radius = max(4, int(min(W, H) * rng.choice([0.015, 0.03, 0.05])))
+        dim = rng.choice([0.0, 0.0, -0.15])
+        pre = "" if W < H else f"crop='min(iw,ih*{rng.choice([9 / 16, 3 / 4, 1.0]):.4f})':ih,"
+        g.append(f"[0:v]{base},{pre}split[a][b]")
+        g.append(f"[a]{cover.format(w=W, h=H)},boxblur={radius}:2,eq=brightness={dim}[bg]")
+        g.append(f"[b]{contain.format(w=W, h=H)}[fg]")
+        g.append("[bg][fg]overlay=(W-w)/2:(H-h)/2:shortest=0[v0]")
+        detail.update(blur=radius, dim=dim)
     elif kind == "still":
         g.append(f"[0:v]trim=end_frame=1,loop=loop=-1:size=1,{base},{cover.format(w=W, h=H)}[v0]")
     else:
@@ -331,6 +345,8 @@ def plan_devset(media_dir: str | Path, pool: str = "dev", seed: int = 0, scale: 
                 n = 2 if t["kind"] == "uneven_vertical" else 1
                 landscape = True if t["kind"] in ("letterbox", "pan", "caption_letterbox") else (
                     False if t["kind"] == "pillarbox" else None)
+                if t["kind"] == "blur_fill":  # on a portrait canvas, a landscape clip (narrow ones are cropped)
+                    landscape = True if canvas[0] < canvas[1] else None
                 used = set()
                 feeds = []
                 for _ in range(n):

@@ -345,8 +345,48 @@ def test_reader_is_accepted_and_left_open(made):
         assert reader.frames_at([0.5])  # still usable
 
 
+@pytest.mark.parametrize("kind", ["mandelbrot", "plasma"])
+@pytest.mark.parametrize("canvas", [(180, 320), (320, 180)], ids=["portrait", "landscape"])
+def test_blur_fill_is_one_feed(tmp_path, kind, canvas):
+    """The most common reframing of short video: a clip fitted into the canvas over a blurred copy of
+    itself scaled to cover it. The bands meet the clip at straight, persistent steps and their
+    motion does not continue across, so they look like two more feeds; they are a magnified copy of
+    the feed between them, and are its fill."""
+    import dataclasses
+
+    from indexer.composite import make_single
+    from indexer.layout import DEFAULT_PARAMS
+    from indexer.layout_devset import Clip, _custom
+
+    w, h = (320, 180) if canvas[0] < canvas[1] else (180, 320)  # a clip of the other orientation
+    src = make_single(tmp_path / "clip.mp4", source=f"gen:{kind}:3", canvas=(w, h), duration=2.0, audio=None,
+                      preset="ultrafast", crf=23)
+    out = tmp_path / "fill.mp4"
+    _custom(out, "blur_fill", [(Clip(str(src), 2.0, w, h), 0.0)], canvas, random.Random(1), 23)
+    r = analyze_layout(out)
+    assert r.layout == "single_scene", r.evidence
+    fill = [e["fill"] for e in r.evidence["seams"] if "fill" in e]
+    assert fill and fill[0]["alike"] >= DEFAULT_PARAMS.fill_copy
+    # the case this is about: without the copy test, the bands are feeds
+    off = analyze_layout(out, dataclasses.replace(DEFAULT_PARAMS, fill_copy=1.01))
+    assert off.layout in ("vertical", "horizontal"), off.evidence
+
+
+def test_box_blur_means_over_windows_with_edges_repeated():
+    import numpy as np
+
+    from indexer.layout import _box_blur
+
+    a = np.zeros((1, 9, 9))
+    a[0, 4, 4] = 9.0
+    b = _box_blur(a, 3)
+    assert np.allclose(b[0, 3:6, 3:6], 1.0) and b.sum() == 9.0  # the delta spread over its 3x3 window
+    ramp = np.tile(np.arange(6.0), (1, 4, 1))  # 0..5 along the last axis
+    assert np.allclose(_box_blur(ramp, 3)[0, 0], [1 / 3, 1, 2, 3, 4, 14 / 3])  # edges repeated
+
+
 def test_real_clip_negatives(tmp_path):
-    """Caption band and burned-in text over one real clip stay single (needs ../shared/media)."""
+    """Caption band, letterbox and blur fill around one real clip stay single (needs ../shared/media)."""
     from conftest import SHARED_MEDIA
     from indexer.layout_devset import Clip, _custom
 
@@ -354,7 +394,7 @@ def test_real_clip_negatives(tmp_path):
     if not src.exists():
         pytest.skip("shared media not present")
     clip = Clip(str(src), 10.0, 1280, 720)
-    for kind in ("caption", "letterbox"):
+    for kind in ("caption", "letterbox", "blur_fill"):
         out = tmp_path / f"{kind}.mp4"
         _custom(out, kind, [(clip, 1.0)], (180, 320), random.Random(3), 26)
         r = analyze_layout(out)
