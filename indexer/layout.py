@@ -560,7 +560,7 @@ def _fill_of(F: _Frames, box, direction: str, q: int) -> tuple[tuple[int, int, i
     canvas extent / feed extent: each band pixel is predicted from the feed, and the prediction and
     the band, both blurred, are correlated per sampled frame (median over frames; the weaker band).
     The canvas is the box, or the whole frame where a dark, still band was trimmed as a bar. Two
-    unrelated feeds stacked give 0.6 at most on the dev seeds, blur fill 0.9-1.0.
+    unrelated feeds stacked give 0.62 at most on the dev seeds, blur fill 0.9-1.0.
     """
     keys = F.keys
     x0, y0, x1, y1 = box
