@@ -382,7 +382,7 @@ def _divider(g: np.ndarray, pos: int, flat_std: float, widest: int = 4) -> tuple
     return best
 
 
-def _straightness(g: np.ndarray, pos: int, flat_std: float = 6.0) -> float:
+def _straightness(g: np.ndarray, pos: int, flat_std: float) -> float:
     """Fraction of the line (columns of g: (T, n, L)) whose strongest persistent step near boundary
     ``pos`` lies on it (±1 px). A cut between two feeds is exactly straight.
 
@@ -773,10 +773,10 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
     for c, nr in zip(covers, near):
         ok_faint = ok_faint & (c >= np.where(nr, p.pip_cover_near, p.pip_cover_faint))
     # ranked by the weakest of its other sides away from the border
-    cover = np.full(ok.shape, np.inf, np.float32)
+    others = np.full(ok.shape, np.inf, np.float32)
     for c, nr in zip(covers, near):
-        cover = np.minimum(cover, np.where(nr | (c < p.pip_cover), np.inf, c))
-    score_faint = np.where(np.isfinite(cover), cover, 0.0) + 0.1 * area
+        others = np.minimum(others, np.where(nr | (c < p.pip_cover), np.inf, c))
+    score_faint = np.where(np.isfinite(others), others, 0.0) + 0.1 * area
     m = F.motion[:, y0:y1, x0:x1]
     for cand, rank, in_corner in ((ok, score, False), (ok_faint, score_faint, True)):
         idx = np.flatnonzero(cand)
@@ -811,10 +811,9 @@ def _pip_lines(b: np.ndarray, min_len: int, p: LayoutParams, most: int = 30) -> 
 
     A side covered ``pip_cover`` (``pip_cover_faint`` for a corner inset's faint side) over its whole
     length has a window of ``min_len`` covered at least as well, so ranking lines by their best window
-    misses no side that could pass, however its edge
-    breaks up where the inset matches the picture under it. No two lines 1 px apart (the edge map is
-    dilated by one), the ``most`` best; plus the best line near each border (covered less) and the
-    borders themselves.
+    misses no side that could pass, however its edge breaks up where the inset matches the picture
+    under it. No two lines 1 px apart (the edge map is dilated by one), the ``most`` best; plus the
+    best line near each border (covered less) and the borders themselves.
     """
     n = b.shape[0]
     cs = np.cumsum(np.pad(b, ((0, 0), (1, 0))), axis=1)
