@@ -80,7 +80,7 @@ class LayoutParams:
     pip_max_area: float = 0.5
     pip_weak_side: float = 1.8  # the one side allowed to be unclear must still be a step
     pip_min_area: float = 0.02
-    pip_tries: int = 40  # the best-covered rectangles whose sides are judged as seams (per pass)
+    pip_tries: int = 500  # the best-covered rectangles whose sides are judged as seams (per pass)
     pip_corner: float = 0.1  # an inset within this fraction of a corner (where insets sit) ...
     pip_cover_faint: float = 0.3  # ... may have one inner side covered this little ...
     pip_faint_side: float = 2.4  # ... if its step is this clear and nothing continues across any faint side
@@ -778,31 +778,50 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
         others = np.minimum(others, np.where(nr | (c < p.pip_cover), np.inf, c))
     score_faint = np.where(np.isfinite(others), others, 0.0) + 0.1 * area
     m = F.motion[:, y0:y1, x0:x1]
+    memo: dict[tuple[int, int, int, int], tuple[bool, float, bool]] = {}
+
+    def side(axis: int, pos: int, a: int, b: int) -> tuple[bool, float, bool]:
+        """One side judged as a seam in every plane: (clear in any plane, largest ratio, a step with
+        nothing across it in any plane). Memoised: rectangles ranked next to each other share most of
+        their sides, which is what makes ``pip_tries`` in the hundreds affordable."""
+        key = (axis, pos, a, b)
+        if key not in memo:
+            per = [_segment_seam(pg, m, axis, pos, a, b) for pg in planes]
+            n = H if axis == 1 else W
+            near_border = min(pos, n - 1 - pos) < p.pip_near * n
+            # a clear step, no structure across it, and no motion across it (only very strong steps
+            # are allowed some co-motion)
+            clear = any(r >= p.seam_ratio and st >= p.seam_min_step and cs < p.max_structure
+                        and cm < (p.max_comotion_strong if r >= p.strong_seam else p.max_comotion)
+                        for r, st, cs, cm in per)
+            step = any(r >= (p.pip_weak_side if near_border else p.pip_faint_side) and cs < p.max_structure
+                       and cm < p.max_comotion for r, _, cs, cm in per)
+            memo[key] = (clear, max(r for r, _, _, _ in per), step)
+        return memo[key]
+
     for cand, rank, in_corner in ((ok, score, False), (ok_faint, score_faint, True)):
         idx = np.flatnonzero(cand)
         for k in idx[np.argsort(-rank.ravel()[idx], kind="stable")][:p.pip_tries]:
             i, j, u, v = np.unravel_index(k, cand.shape)
             ya, yb, xa, xb = int(ys[i]), int(ys[j]), int(xs[u]), int(xs[v])
-            # each side judged as a seam is, in any plane: a clear step, no structure across it, and no
-            # motion across it (only very strong steps are allowed some co-motion)
-            stats = [[_segment_seam(pg, m, axis, pos, a, b) for pg in planes] for axis, pos, a, b in
-                     ((1, ya, xa, xb), (1, yb, xa, xb), (2, xa, ya, yb), (2, xb, ya, yb))]
-            clear = [any(r >= p.seam_ratio and st >= p.seam_min_step and cs < p.max_structure
-                         and cm < (p.max_comotion_strong if r >= p.strong_seam else p.max_comotion)
-                         for r, st, cs, cm in per) for per in stats]
-            ratios = [max(r for r, _, _, _ in per) for per in stats]
-            close = [min(pos, n - 1 - pos) < p.pip_near * n for pos, n in ((ya, H), (yb, H), (xa, W), (xb, W))]
-            if not in_corner:
-                # one side may be unclear only where it is near the box border, and must still be a step there
-                good = sum(clear) >= 3 and all(c or (nr and r >= p.pip_weak_side)
-                                               for c, nr, r in zip(clear, close, ratios))
+            clear4: list[bool] = []
+            ratios: list[float] = []
+            for axis, pos, a, b in ((1, ya, xa, xb), (1, yb, xa, xb), (2, xa, ya, yb), (2, xb, ya, yb)):
+                clear, r, step = side(axis, pos, a, b)
+                n = H if axis == 1 else W
+                if not clear:
+                    # first pass: one side may be unclear, only near the box border, and must still be a
+                    # step there; corner pass: every unclear side is a step nothing continues across
+                    near_border = min(pos, n - 1 - pos) < p.pip_near * n
+                    allowed = step if in_corner else (near_border and r >= p.pip_weak_side
+                                                      and all(clear4))
+                    if not allowed:
+                        break  # the rest of this rectangle's sides need not be judged
+                clear4.append(clear)
+                ratios.append(r)
             else:
-                step = [any(r >= (p.pip_weak_side if nr else p.pip_faint_side) and cs < p.max_structure
-                            and cm < p.max_comotion for r, _, cs, cm in per) for per, nr in zip(stats, close)]
-                good = ((clear[0] or clear[1]) and (clear[2] or clear[3])
-                        and all(c or f for c, f in zip(clear, step)))
-            if good:
-                return (xa + x0, ya + y0, xb + x0, yb + y0), float(rank.ravel()[k]), round(min(ratios), 2)
+                if not in_corner or ((clear4[0] or clear4[1]) and (clear4[2] or clear4[3])):
+                    return (xa + x0, ya + y0, xb + x0, yb + y0), float(rank.ravel()[k]), round(min(ratios), 2)
     return None
 
 
@@ -850,8 +869,10 @@ def _segment_seam(g: np.ndarray, m: np.ndarray, axis: int, pos: int, a: int, b: 
     q = 0.3
     r = float(np.quantile(ratio[:, max(0, i - 1): i + 2].max(axis=1), q))
     st = float(np.quantile(step[:, max(0, i - 1): i + 2].max(axis=1), q))
-    cs, cm = _continuity(sub, msub, pos - lo)
-    return r, st, cs, cm
+    # at two distances: a side on the edge of a thin stripe in one picture (a frame, a shelf's edge)
+    # reads the stripe itself 3 px away, and the picture continuing across it only further off
+    both = [_continuity(sub, msub, pos - lo, k=k) for k in (3, 5)]
+    return r, st, max(c for c, _ in both), max(m_ for _, m_ in both)
 
 
 def _independence(F: _Frames, boxes: list[tuple[int, int, int, int]]) -> dict[str, Any]:

@@ -272,6 +272,59 @@ def test_corner_inset_whose_inner_side_matches_the_picture_under_it():
     _assert_inset(classify_runs(runs, 1280, 720), (x0, y0, x1, y1), (w, h))
 
 
+def _tiled_floor(spacing: int, inset: tuple[int, int, int, int] | None):
+    """Runs of a portrait video (720x1280, 126x224 at the analysis size) of a moving textured floor
+    with bright 2 px grout lines every ``spacing`` px, and an inset of another moving picture."""
+    import numpy as np
+
+    h, w = 224, 126
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    grout = (((x + spacing // 2) % spacing) < 2) | (((y + spacing // 2) % spacing) < 2)
+
+    def frame(r: int, s: float) -> np.ndarray:
+        floor = 60 + 30 * np.sin(2 * np.pi * (x / 37 + y / 53) + s) + 10 * np.sin(2 * np.pi * (x / 7 - y / 11) + s / 2)
+        img = np.where(grout, floor + 90, floor)
+        if inset is not None:
+            x0, y0, x1, y1 = inset
+            other = 160 + 30 * np.sin(2 * np.pi * (x / 29 - y / 23) - 1.7 * s)
+            img[y0:y1, x0:x1] = other[y0:y1, x0:x1]
+        return np.repeat(img[..., None], 3, axis=2)
+
+    return _synthetic_runs(frame)
+
+
+def test_inset_over_a_background_full_of_straight_lines():
+    """Every pair of grout lines bounds a rectangle covered by edges on all four sides, and the larger
+    ones rank above the inset (rank ~200 here, ~400 for a real inset over a grid mat): the search must
+    judge hundreds of rectangles, which memoising the sides keeps cheap."""
+    import dataclasses
+
+    from indexer.layout import DEFAULT_PARAMS, classify_runs
+
+    box = (6, 6, 50, 84)  # top-left corner, 6 px in
+    runs = _tiled_floor(56, box)
+    shallow = dataclasses.replace(DEFAULT_PARAMS, pip_tries=40)
+    assert classify_runs(runs, 720, 1280, shallow).layout == "single_scene"  # the case this is about
+    _assert_inset(classify_runs(runs, 720, 1280), box, (126, 224))
+
+
+def test_side_on_the_edge_of_a_thin_stripe_in_one_picture_is_not_a_seam():
+    """A rectangle side placed 2 px off a grout line sees the line itself 3 px across, so the picture
+    does not seem to continue; measured further off as well, it does, and no rectangle of grout lines
+    and their edges is taken for an inset."""
+    from indexer import layout
+    from indexer.layout import classify_runs
+
+    runs = _tiled_floor(30, None)
+    assert classify_runs(runs, 720, 1280).layout == "single_scene"
+    real = layout._continuity
+    try:  # the case this is about: continuity measured 3 px off the side only
+        layout._continuity = lambda g, m, pos, k=3, exclude=(): real(g, m, pos, 3, exclude)
+        assert classify_runs(runs, 720, 1280).layout == "picture-in-picture"
+    finally:
+        layout._continuity = real
+
+
 def test_thin_divider_whose_edges_take_turns_is_one_straight_seam():
     """Two feeds side by side with a 16 px black divider (under 3 px at the analysis size), the left
     feed dark in places (flames on black): where it is dark the only step is the divider's right edge,
