@@ -107,6 +107,9 @@ class LayoutParams:
     min_straight_apart: float = 0.6  # ... when nothing continues across the line
     chroma: bool = True  # also seek seams in the colour-difference planes (equal brightness, other colour)
     fill_copy: float = 0.8  # bands this like a magnified copy of the feed between them are its fill
+    weak_seam_ratio: float = 2.0  # weaker seams (feeds of one setting side by side), while things move, ...
+    weak_min_step: float = 4.0  # ... with at least this step ...
+    weak_straight: float = 0.75  # ... if this straight, and nothing continues across them
 
 
 DEFAULT_PARAMS = LayoutParams()
@@ -359,25 +362,26 @@ def _divider(g: np.ndarray, pos: int, flat_std: float, widest: int = 4) -> tuple
     with picture on both sides: a divider drawn between two feeds. None if there is none.
 
     A natural picture is rarely one colour along a line's whole length in every frame, least of all
-    in a thin stripe between two textured areas.
+    in a thin stripe between two textured areas. "One colour" is relative to the picture on each side
+    (a thin divider scaled down is blended with the feeds beside it), and each side is judged on its
+    own: a dark divider between a busy feed and a plain wall is flat next to both.
     """
     n = g.shape[1]
-    lo, hi = max(0, pos - 4), min(n, pos + 5)
+    lo, hi = max(0, pos - 6), min(n, pos + 7)
     sd = g[:, lo:hi, :].transpose(1, 0, 2).reshape(hi - lo, -1).std(axis=1)
-    # the lines around must hold a picture (in a flat plane, such as a colour difference, every line
-    # is flat); a thin divider scaled down is blended with the feeds beside it, so "one colour" is
-    # relative to them
-    if np.median(sd) < flat_std:
-        return None
-    flat = np.concatenate([[False], sd < 0.4 * float(np.median(sd)), [False]]).astype(np.int8)
-    starts = np.flatnonzero(np.diff(flat) == 1)  # runs of flat lines: [start, end) in window lines
-    ends = np.flatnonzero(np.diff(flat) == -1)
     best = None
-    for i, j in zip(starts, ends):
-        a, b = lo + int(i), lo + int(j) - 1
-        # picture on both sides: not the edge of a bar, not a flat area
-        if b - a + 1 <= widest and a > lo and b < hi - 1:
-            if best is None or abs(a + b - 2 * pos) < abs(sum(best) - 2 * pos):
+    for i in range(2, len(sd) - 2):
+        for j in range(i, min(i + widest, len(sd) - 2)):
+            # the two lines beside the stripe on each side: the outer one is clear of blending
+            before, after = max(sd[i - 2], sd[i - 1]), max(sd[j + 1], sd[j + 2])
+            # picture on both sides (in a flat plane, such as a colour difference, every line is flat)
+            if min(before, after) < flat_std or sd[i:j + 1].max() >= 0.4 * min(before, after):
+                continue
+            a, b = lo + i, lo + j
+            if abs(a + b - 2 * pos) > 8:  # near the boundary
+                continue
+            # the whole stripe (its two edges are the line), then the one nearest the boundary
+            if best is None or (b - a, -abs(a + b - 2 * pos)) > (best[1] - best[0], -abs(sum(best) - 2 * pos)):
                 best = (a, b)
     return best
 
@@ -454,6 +458,11 @@ def _find_seams_in(F: _Frames, plane: str, box: tuple[int, int, int, int], axis:
     if need is None:
         need = p.seam_ratio if moving else p.static_seam_ratio
     ok = (r >= need) & (s >= p.seam_min_step)
+    # Two feeds of one setting (two clips from one room, walls side by side) meet at a small step:
+    # seek weaker candidates too; they must pass stricter tests below.
+    weak_ok = not grid_cells and moving and p.weak_seam_ratio < need
+    if weak_ok:
+        ok |= (r >= p.weak_seam_ratio) & (s >= p.weak_min_step)
     margin = max(3, int(round(n * p.min_region)))
     cands: list[tuple[int, float]] = []
     for i in np.flatnonzero(ok):
@@ -480,6 +489,10 @@ def _find_seams_in(F: _Frames, plane: str, box: tuple[int, int, int, int], axis:
         # other evidence is already lenient.
         if moving and not grid_cells and structure < p.no_structure and comotion < p.max_comotion:
             least = min(least, p.min_straight_apart)
+        weak = sc < need
+        if weak:
+            info["weak"] = True
+            least = max(least, p.weak_straight)
         if straight < least:
             info["rejected"] = "not straight"
             kept.append((pos, sc, info))
