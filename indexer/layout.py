@@ -823,17 +823,19 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
                 clear, r, step = side(axis, pos, a, b)
                 n = H if axis == 1 else W
                 if not clear:
-                    # first pass: one side may be unclear, only near the box border, and must still be a
-                    # step there; corner pass: every unclear side is a step nothing continues across
+                    # first pass: a side may be unclear only near the box border, where it must still be
+                    # a step (its continuity is measured on the few lines left before the border); a
+                    # corner inset has two such sides. Corner pass: every unclear side is a step that
+                    # nothing continues across.
                     near_border = min(pos, n - 1 - pos) < p.pip_near * n
-                    allowed = step if in_corner else (near_border and r >= p.pip_weak_side
-                                                      and all(clear4))
+                    allowed = step if in_corner else near_border and r >= p.pip_weak_side
                     if not allowed:
                         break  # the rest of this rectangle's sides need not be judged
                 clear4.append(clear)
                 ratios.append(r)
             else:
-                if not in_corner or ((clear4[0] or clear4[1]) and (clear4[2] or clear4[3])):
+                # one clear side across and one along (the two inner sides of a corner inset)
+                if (clear4[0] or clear4[1]) and (clear4[2] or clear4[3]):
                     return (xa + x0, ya + y0, xb + x0, yb + y0), float(rank.ravel()[k]), round(min(ratios), 2)
     return None
 

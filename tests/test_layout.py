@@ -519,6 +519,27 @@ def test_real_clip_negatives(tmp_path):
         assert r.layout == "single_scene", (kind, r.evidence)
 
 
+@pytest.mark.parametrize("layout,clips,canvas,expected", [
+    # three signers before one white wall: the two seams are steps of 5-10 grey levels
+    ("horizontal", ("no", "school", "thanks"), (1280, 720), "horizontal"),
+    # an inset of the same room in a corner: its two outer sides, 5 px from the border, are a weak
+    # step and a step whose few lines before the border look continuous
+    ("pip", ("bird", "help"), (540, 960), "picture-in-picture"),
+])
+def test_real_clips_of_one_room(tmp_path, layout, clips, canvas, expected):
+    """Composites of clips filmed in one room (needs ../shared/media): the feeds share their walls and
+    light, so the seams between them are faint."""
+    from conftest import SHARED_MEDIA
+
+    paths = [SHARED_MEDIA / f"video/real/intel-iot-devkit-sample-videos__{c}.mkv" for c in clips]
+    if not all(p.exists() for p in paths):
+        pytest.skip("shared media not present")
+    out = make_composite(tmp_path / f"{layout}.mp4", layout, feeds=[str(p) for p in paths], canvas=canvas,
+                         duration=4.0, audio=None, pip_corner="bottom-left", pip_scale=0.33, crf=28)
+    r = analyze_layout(out)
+    assert r.layout == expected, r.evidence
+
+
 def test_cli_json_lines_error_line_and_exit_code(made, tmp_path):
     from ops.cli.main import cli
 
