@@ -18,14 +18,17 @@ The algorithm, in short:
    scores the median over the box's width (height) of the step across it,
    divided by the same statistic on nearby rows. A *seam* is a boundary whose
    score stays high in most sampled frames: a straight cut spanning the box
-   that persists across time. The box is split at its seams and each piece is
-   analysed again (so grids and feeds with bars inside their cells are found).
+   that persists across time. While things move, weaker steps (two clips of
+   one room side by side) are candidates too, held to stricter straightness.
+   The box is split at its seams and each piece is analysed again (so grids
+   and feeds with bars inside their cells are found).
 4. **Chrome.** A piece that is static over time and mostly one colour (caption
    or title band, a bar between feeds) or static and thin is not a feed: it is
    dropped, and a seam that only separated it from the video does not count.
 5. **Picture-in-picture.** If no seams split the active box, persistent
    straight edges are searched for a rectangle (four sides, or fewer where it
-   touches the box) covering 2–50 % of the area whose inside moves.
+   touches the box) covering 2–50 % of the area whose inside moves; the best
+   ``pip_tries`` rectangles by edge coverage are judged side by side.
 6. **Independence.** For each pair of feeds, the motion inside runs and the
    change between sampled times (scene cuts) are compared; cuts in one feed
    and not in the other, or motion in one while the other is still, are

@@ -81,6 +81,14 @@ RECIPE: list[dict] = [
     {"label": "single_scene", "kind": "still", "canvas": P916 + L169, "count": 4},
     # appended last, so that the videos before it stay what they were for a given seed
     {"label": "single_scene", "kind": "blur_fill", "canvas": P916 + L169, "count": 6},
+    # -- feeds of one source (one room, one camera, people centred): their walls and light match, so
+    # the seams between them are faint. Appended last, like blur fill.
+    {"label": "vertical", "kind": "stack", "layout": "vertical", "n": [2, 3], "canvas": P916,
+     "same_source": True, "count": 3},
+    {"label": "horizontal", "kind": "stack", "layout": "horizontal", "n": [2, 3], "canvas": L169,
+     "same_source": True, "count": 3},
+    {"label": "picture-in-picture", "kind": "stack", "layout": "pip", "n": [2], "canvas": L169 + P916,
+     "pip_scale": [0.25, 0.3, 0.33, 0.4], "same_source": True, "count": 2},
 ]
 CRFS = [18, 23, 28, 28, 33, 38]
 DURATION = 4.0
@@ -313,6 +321,25 @@ def _pick(rng: random.Random, clips: list[Clip], dur: float, want_landscape: boo
     return c, round(rng.uniform(0, room), 2) if room > 0 else 0.0
 
 
+def source_of(path: str) -> str:
+    """The source a clip came from: the part of its file name before ``__`` (shared/media names its
+    clips ``<repository>__<name>``); the whole stem where there is none."""
+    stem = Path(path).stem
+    return stem.split("__", 1)[0] if "__" in stem else stem
+
+
+def _one_source(rng: random.Random, clips: list[Clip], n: int) -> list[Clip]:
+    """The clips of one source with at least n clips, drawn with probability by its clip count (all
+    clips when no source has n)."""
+    by: dict[str, list[Clip]] = {}
+    for c in clips:
+        by.setdefault(source_of(c.path), []).append(c)
+    big = sorted(k for k, v in by.items() if len(v) >= n)
+    if not big:
+        return clips
+    return by[rng.choices(big, weights=[len(by[k]) for k in big])[0]]
+
+
 def plan_devset(media_dir: str | Path, pool: str = "dev", seed: int = 0, scale: float = 1.0) -> list[dict]:
     """The concrete items (clips, offsets, parameters) for one pool, deterministic in seed."""
     clips = find_clips(media_dir, pool)
@@ -332,8 +359,9 @@ def plan_devset(media_dir: str | Path, pool: str = "dev", seed: int = 0, scale: 
                 n = grid[0] * grid[1] if layout == "grid" else rng.choice(t.get("n", [2]))
                 used: set[str] = set()
                 feeds = []
+                pool_clips = _one_source(rng, clips, n) if t.get("same_source") else clips
                 for _ in range(n):
-                    c, off = _pick(rng, clips, DURATION, avoid=used)
+                    c, off = _pick(rng, pool_clips, DURATION, avoid=used)
                     used.add(c.path)
                     feeds.append([c.path, off])
                 item.update(layout=layout, feeds=feeds, grid=list(grid), fit=rng.choice(t.get("fit", ["cover"])),

@@ -605,6 +605,23 @@ def test_devset_recipe_is_data_and_pools_split_by_file():
     assert pools == {"dev", "heldout"}
 
 
+def test_same_source_templates_draw_their_feeds_from_one_source():
+    import random
+
+    from indexer.layout_devset import RECIPE, Clip, _one_source, source_of
+
+    assert source_of("/m/video/real/intel-iot__bird.mkv") == "intel-iot"
+    assert source_of("/m/clip.mp4") == "clip"
+    assert [t["layout"] for t in RECIPE if t.get("same_source")] == ["vertical", "horizontal", "pip"]
+    clips = [Clip(f"/m/{s}__{i}.mp4", 10.0, 640, 360) for s, k in (("a", 3), ("b", 2), ("c", 1)) for i in range(k)]
+    rng = random.Random(0)
+    for n in (2, 3):
+        for _ in range(20):
+            got = _one_source(rng, clips, n)
+            assert len({source_of(c.path) for c in got}) == 1 and len(got) >= n
+    assert _one_source(rng, clips, 4) == clips  # no source has 4 clips: any clips
+
+
 def test_pipeline_fills_layout(made):
     from indexer.pipeline import sample_video
     from indexer.sampling import parse_sampler
