@@ -104,7 +104,10 @@ class LayoutParams:
     strong_seam: float = 15.0
     min_feed: float = 0.15  # a feed spans at least this fraction of the box it was cut from
     chrome_change: float = 2.5  # chrome (caption band, bar) changes less than this between samples
-    min_straight_strong: float = 0.55  # ... for very strong seams (a divider's two steps split the vote)
+    # ... for very strong seams, stricter: a strong natural edge (a panel's side, a wall-floor line) is
+    # the usual false seam, a cut between feeds is exactly straight, and a divider's two edges are
+    # taken as one line (_divider)
+    min_straight_strong: float = 0.85
     min_straight_static: float = 0.8  # ... when nothing moves
     min_straight: float = 0.68  # fraction of the line on which the step sits exactly on the seam
     min_straight_apart: float = 0.6  # ... when nothing continues across the line
@@ -377,8 +380,9 @@ def _divider(g: np.ndarray, pos: int, flat_std: float, widest: int = 4) -> tuple
         for j in range(i, min(i + widest, len(sd) - 2)):
             # the two lines beside the stripe on each side: the outer one is clear of blending
             before, after = max(sd[i - 2], sd[i - 1]), max(sd[j + 1], sd[j + 2])
-            # picture on both sides (in a flat plane, such as a colour difference, every line is flat)
-            if min(before, after) < flat_std or sd[i:j + 1].max() >= 0.4 * min(before, after):
+            # picture on both sides (in a flat plane, such as a colour difference, every line is flat),
+            # the stripe well under both (a thin bar's lines are blended with the feed beside them)
+            if min(before, after) < flat_std or sd[i:j + 1].max() >= 0.6 * min(before, after):
                 continue
             a, b = lo + i, lo + j
             if abs(a + b - 2 * pos) > 8:  # near the boundary

@@ -506,6 +506,7 @@ def test_box_blur_means_over_windows_with_edges_repeated():
 def test_real_clip_negatives(tmp_path):
     """Caption band, letterbox and blur fill around one real clip stay single (needs ../shared/media)."""
     from conftest import SHARED_MEDIA
+
     from indexer.layout_devset import Clip, _custom
 
     src = SHARED_MEDIA / "video/real/facebookresearch-sam2__02_cups.mp4"
@@ -517,6 +518,26 @@ def test_real_clip_negatives(tmp_path):
         _custom(out, kind, [(clip, 1.0)], (180, 320), random.Random(3), 26)
         r = analyze_layout(out)
         assert r.layout == "single_scene", (kind, r.evidence)
+
+
+def test_strong_natural_edge_must_be_straighter_than_a_cut(tmp_path):
+    """A blue panel's side in a room clip (under blur fill) is a very strong, persistent step, 0.7-0.8
+    straight at the analysis size; a cut between feeds is exactly straight (needs ../shared/media)."""
+    import dataclasses
+
+    from conftest import SHARED_MEDIA
+
+    from indexer.layout import DEFAULT_PARAMS
+    from indexer.layout_devset import Clip, _custom
+
+    src = SHARED_MEDIA / "video/real/intel-iot-devkit-sample-videos__want.mkv"
+    if not src.exists():
+        pytest.skip("shared media not present")
+    out = tmp_path / "want.mp4"
+    _custom(out, "blur_fill", [(Clip(str(src), 1.5, 640, 480), 0.0)], (540, 960), random.Random(0), 26)
+    assert analyze_layout(out).layout == "single_scene"
+    lenient = dataclasses.replace(DEFAULT_PARAMS, min_straight_strong=0.55)  # the value before
+    assert analyze_layout(out, lenient).layout == "horizontal"  # the case this is about
 
 
 @pytest.mark.parametrize("layout,clips,canvas,expected", [
