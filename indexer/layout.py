@@ -81,7 +81,7 @@ class LayoutParams:
     pip_cover_near: float = 0.3  # ... needs only this edge coverage
     pip_min_side: float = 0.15  # pip box sides, fraction of the active box
     pip_max_area: float = 0.5
-    pip_weak_side: float = 1.8  # the one side allowed to be unclear must still be a step
+    pip_weak_side: float = 1.8  # a side near the border allowed to be unclear must still be a step
     pip_min_area: float = 0.02
     pip_tries: int = 500  # the best-covered rectangles whose sides are judged as seams (per pass)
     pip_corner: float = 0.1  # an inset within this fraction of a corner (where insets sit) ...
