@@ -798,12 +798,12 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
         others = np.minimum(others, np.where(nr | (c < p.pip_cover), np.inf, c))
     score_faint = np.where(np.isfinite(others), others, 0.0) + 0.1 * area
     m = F.motion[:, y0:y1, x0:x1]
-    memo: dict[tuple[int, int, int, int], tuple[bool, float, bool]] = {}
+    memo: dict[tuple[int, int, int, int], tuple[bool, float, bool, bool]] = {}
 
-    def side(axis: int, pos: int, a: int, b: int) -> tuple[bool, float, bool]:
+    def side(axis: int, pos: int, a: int, b: int) -> tuple[bool, float, bool, bool]:
         """One side judged as a seam in every plane: (clear in any plane, largest ratio, a step with
-        nothing across it in any plane). Memoised: rectangles ranked next to each other share most of
-        their sides, which is what makes ``pip_tries`` in the hundreds affordable."""
+        nothing across it in any plane, near the box border). Memoised: rectangles ranked next to each
+        other share most of their sides, which is what makes ``pip_tries`` in the hundreds affordable."""
         key = (axis, pos, a, b)
         if key not in memo:
             per = [_segment_seam(pg, m, axis, pos, a, b) for pg in planes]
@@ -816,7 +816,7 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
                         for r, st, cs, cm in per)
             step = any(r >= (p.pip_weak_side if near_border else p.pip_faint_side) and cs < p.max_structure
                        and cm < p.max_comotion for r, _, cs, cm in per)
-            memo[key] = (clear, max(r for r, _, _, _ in per), step)
+            memo[key] = (clear, max(r for r, _, _, _ in per), step, near_border)
         return memo[key]
 
     for cand, rank, in_corner in ((ok, score, False), (ok_faint, score_faint, True)):
@@ -827,14 +827,12 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
             clear4: list[bool] = []
             ratios: list[float] = []
             for axis, pos, a, b in ((1, ya, xa, xb), (1, yb, xa, xb), (2, xa, ya, yb), (2, xb, ya, yb)):
-                clear, r, step = side(axis, pos, a, b)
-                n = H if axis == 1 else W
+                clear, r, step, near_border = side(axis, pos, a, b)
                 if not clear:
                     # first pass: a side may be unclear only near the box border, where it must still be
                     # a step (its continuity is measured on the few lines left before the border); a
                     # corner inset has two such sides. Corner pass: every unclear side is a step that
                     # nothing continues across.
-                    near_border = min(pos, n - 1 - pos) < p.pip_near * n
                     allowed = step if in_corner else near_border and r >= p.pip_weak_side
                     if not allowed:
                         break  # the rest of this rectangle's sides need not be judged
