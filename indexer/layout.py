@@ -27,8 +27,10 @@ The algorithm, in short:
    dropped, and a seam that only separated it from the video does not count.
 5. **Picture-in-picture.** If no seams split the active box, persistent
    straight edges are searched for a rectangle (four sides, or fewer where it
-   touches the box) covering 2–50 % of the area whose inside moves; the best
-   ``pip_tries`` rectangles by edge coverage are judged side by side.
+   touches the box) covering 2–50 % of the area whose inside moves, lying in a
+   corner of the box (where insets sit; a rectangle elsewhere is a thing in the
+   picture); the best ``pip_tries`` rectangles by edge coverage are judged side
+   by side.
 6. **Independence.** For each pair of feeds, the motion inside runs and the
    change between sampled times (scene cuts) are compared; cuts in one feed
    and not in the other, or motion in one while the other is still, are
@@ -84,7 +86,7 @@ class LayoutParams:
     pip_weak_side: float = 1.8  # a side near the border allowed to be unclear must still be a step
     pip_min_area: float = 0.02
     pip_tries: int = 500  # the best-covered rectangles whose sides are judged as seams (per pass)
-    pip_corner: float = 0.1  # an inset within this fraction of a corner (where insets sit) ...
+    pip_corner: float = 0.1  # an inset lies within this fraction of a corner (where insets sit); it ...
     pip_cover_faint: float = 0.3  # ... may have one inner side covered this little ...
     pip_faint_side: float = 2.4  # ... if its step is this clear and nothing continues across any faint side
     max_depth: int = 1
@@ -100,6 +102,7 @@ class LayoutParams:
     min_texture: float = 0.3
     max_structure: float = 0.25  # edge profiles correlated across a boundary: one picture
     max_structure_strong: float = 0.55  # ... for very strong seams
+    max_joint_strong: float = 0.8  # ... if their structure and co-motion together stay under this
     no_structure: float = 0.15  # below this, co-motion alone does not join an exactly straight line
     strong_seam: float = 15.0
     min_feed: float = 0.15  # a feed spans at least this fraction of the box it was cut from
@@ -111,6 +114,7 @@ class LayoutParams:
     min_straight_static: float = 0.8  # ... when nothing moves
     min_straight: float = 0.68  # fraction of the line on which the step sits exactly on the seam
     min_straight_apart: float = 0.6  # ... when nothing continues across the line
+    min_straight_apart_strong: float = 0.75  # ... 0.75 for very strong ones (a horizon, a panel's side)
     chroma: bool = True  # also seek seams in the colour-difference planes (equal brightness, other colour)
     fill_copy: float = 0.8  # bands this like a magnified copy of the feed between them are its fill
     weak_seam_ratio: float = 2.0  # weaker seams (feeds of one setting side by side), while things move, ...
@@ -495,7 +499,7 @@ def _find_seams_in(F: _Frames, plane: str, box: tuple[int, int, int, int], axis:
         # may wander off it where the two sides happen to match. Not for grid cuts inside feeds, whose
         # other evidence is already lenient.
         if moving and not grid_cells and structure < p.no_structure and comotion < p.max_comotion:
-            least = min(least, p.min_straight_apart)
+            least = min(least, p.min_straight_apart_strong if strong else p.min_straight_apart)
         weak = sc < need
         if weak:
             info["weak"] = True
@@ -509,7 +513,9 @@ def _find_seams_in(F: _Frames, plane: str, box: tuple[int, int, int, int], axis:
         # two unrelated feeds each with their subject in the middle move at the same places.
         motion_only = straight >= p.exact_straight and structure < p.no_structure
         moves_along = comotion >= (p.max_comotion_strong if strong else p.max_comotion) and not motion_only
-        if moves_along or structure >= (p.max_structure_strong if strong else p.max_structure):
+        # a strong seam may have some structure or some co-motion across it, not much of both
+        joint = strong and not motion_only and structure + comotion >= p.max_joint_strong
+        if moves_along or joint or structure >= (p.max_structure_strong if strong else p.max_structure):
             info["rejected"] = "continuous"
             kept.append((pos, sc, info))
             continue
@@ -772,6 +778,11 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
     covers = (top, bot, lef, rig)
     inside = ((YB - YA >= min_h) & (XB - XA >= min_w) & (area >= p.pip_min_area) & (area <= p.pip_max_area)
               & (YA > 0) & (YB < H - 1) & (XA > 0) & (XB < W - 1))  # all four sides inside the box
+    # An inset sits in a corner (a facecam, a reaction clip): a rectangle elsewhere is a thing in the
+    # picture (a plaid shirt's stripes, a screen or a picture on the wall).
+    corner = (((YA < p.pip_corner * H) | (YB > (1 - p.pip_corner) * H - 1))
+              & ((XA < p.pip_corner * W) | (XB > (1 - p.pip_corner) * W - 1)))
+    inside = inside & corner
     ok = inside
     for c, nr in zip(covers, near):
         ok = ok & (c >= np.where(nr, p.pip_cover_near, p.pip_cover))
@@ -780,16 +791,14 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
     for c, nr in zip(covers, near):
         cover = np.minimum(cover, np.where(nr, np.inf, c))
     score = np.where(np.isfinite(cover), cover, 0.0) + 0.1 * area
-    # A second pass for an inset in a corner whose inner side matches the picture under it over much
+    # A second pass for an inset whose inner side matches the picture under it over much
     # of its length (the same wall, the same light): that side may be covered only pip_cover_faint.
     # Only two sides need be clear then, one across and one along, and every other side must still
     # be a step with nothing continuing across it.
     faint = np.zeros(ok.shape, np.int8)
     for c, nr in zip(covers, near):
         faint += (c < p.pip_cover) & ~nr
-    corner = (((YA < p.pip_corner * H) | (YB > (1 - p.pip_corner) * H - 1))
-              & ((XA < p.pip_corner * W) | (XB > (1 - p.pip_corner) * W - 1)))
-    ok_faint = inside & corner & (faint == 1)
+    ok_faint = inside & (faint == 1)
     for c, nr in zip(covers, near):
         ok_faint = ok_faint & (c >= np.where(nr, p.pip_cover_near, p.pip_cover_faint))
     # ranked by the weakest of its other sides away from the border
@@ -813,6 +822,7 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
             # are allowed some co-motion)
             clear = any(r >= p.seam_ratio and st >= p.seam_min_step and cs < p.max_structure
                         and cm < (p.max_comotion_strong if r >= p.strong_seam else p.max_comotion)
+                        and (r < p.strong_seam or cs + cm < p.max_joint_strong)
                         for r, st, cs, cm in per)
             step = any(r >= (p.pip_weak_side if near_border else p.pip_faint_side) and cs < p.max_structure
                        and cm < p.max_comotion for r, _, cs, cm in per)

@@ -311,16 +311,21 @@ def test_inset_over_a_background_full_of_straight_lines():
 def test_side_on_the_edge_of_a_thin_stripe_in_one_picture_is_not_a_seam():
     """A rectangle side placed 2 px off a grout line sees the line itself 3 px across, so the picture
     does not seem to continue; measured further off as well, it does, and no rectangle of grout lines
-    and their edges is taken for an inset."""
+    and their edges is taken for an inset. Most such rectangles are away from the corners, where
+    insets sit; pip_corner 0.5 counts every rectangle as in a corner, so this rule is tested alone."""
+    import dataclasses
+
     from indexer import layout
-    from indexer.layout import classify_runs
+    from indexer.layout import DEFAULT_PARAMS, classify_runs
 
     runs = _tiled_floor(30, None)
+    anywhere = dataclasses.replace(DEFAULT_PARAMS, pip_corner=0.5)
     assert classify_runs(runs, 720, 1280).layout == "single_scene"
+    assert classify_runs(runs, 720, 1280, anywhere).layout == "single_scene"
     real = layout._continuity
     try:  # the case this is about: continuity measured 3 px off the side only
         layout._continuity = lambda g, m, pos, k=3, exclude=(): real(g, m, pos, 3, exclude)
-        assert classify_runs(runs, 720, 1280).layout == "picture-in-picture"
+        assert classify_runs(runs, 720, 1280, anywhere).layout == "picture-in-picture"
     finally:
         layout._continuity = real
 
@@ -538,6 +543,38 @@ def test_strong_natural_edge_must_be_straighter_than_a_cut(tmp_path):
     assert analyze_layout(out).layout == "single_scene"
     lenient = dataclasses.replace(DEFAULT_PARAMS, min_straight_strong=0.55)  # the value before
     assert analyze_layout(out, lenient).layout == "horizontal"  # the case this is about
+
+
+@pytest.mark.parametrize("clip,size,kind,canvas,seed,crf,offset,before,was", [
+    # the stripes of a plaid shirt make a rectangle in the middle of the picture whose sides pass as
+    # seams; insets sit in corners (pip_corner 0.5 makes every rectangle count as in a corner)
+    ("intel-iot-devkit-sample-videos__want.mkv", (1.6, 640, 480), "caption", (360, 640), 687274382, 28, 0.0,
+     {"pip_corner": 0.5}, "picture-in-picture"),
+    # a wall-floor line crossed by a walking person: some structure (0.31) and some co-motion (0.59)
+    # across a very strong step, each under its own lenient limit, not both
+    ("intel-iot-devkit-sample-videos__one-by-one-person-detection.mp4", (139.4, 768, 432), "letterbox",
+     (360, 640), 181392864, 28, 84.34, {"max_joint_strong": 9.9}, "vertical"),
+    # a tree line under the sky: a very strong step with nothing across it, 0.66 straight
+    ("Zulko-moviepy__video_with_failing_audio.mp4", (11.2, 640, 360), "text", (540, 960), 846527968, 18, 2.52,
+     {"min_straight_apart_strong": 0.6}, "vertical"),
+])
+def test_things_in_one_picture_are_not_feeds(tmp_path, clip, size, kind, canvas, seed, crf, offset, before, was):
+    """Single real clips (needs ../shared/media) that the rule each case names used to split, checked
+    with the rule turned back (the values before)."""
+    import dataclasses
+
+    from conftest import SHARED_MEDIA
+
+    from indexer.layout import DEFAULT_PARAMS
+    from indexer.layout_devset import Clip, _custom
+
+    src = SHARED_MEDIA / "video/real" / clip
+    if not src.exists():
+        pytest.skip("shared media not present")
+    out = tmp_path / "one.mp4"
+    _custom(out, kind, [(Clip(str(src), *size), offset)], canvas, random.Random(seed), crf)
+    assert analyze_layout(out).layout == "single_scene"
+    assert analyze_layout(out, dataclasses.replace(DEFAULT_PARAMS, **before)).layout == was
 
 
 @pytest.mark.parametrize("layout,clips,canvas,expected", [
