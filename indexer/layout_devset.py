@@ -340,14 +340,20 @@ def _one_source(rng: random.Random, clips: list[Clip], n: int) -> list[Clip]:
     return by[rng.choices(big, weights=[len(by[k]) for k in big])[0]]
 
 
-def plan_devset(media_dir: str | Path, pool: str = "dev", seed: int = 0, scale: float = 1.0) -> list[dict]:
-    """The concrete items (clips, offsets, parameters) for one pool, deterministic in seed."""
+def plan_devset(media_dir: str | Path, pool: str = "dev", seed: int = 0, scale: float = 1.0,
+                single_only: bool = False) -> list[dict]:
+    """The concrete items (clips, offsets, parameters) for one pool, deterministic in seed.
+
+    ``single_only`` keeps the single-feed templates only (numbered among themselves): a set of
+    negatives, scaled up, measures the false-positive rate more tightly than the mixed set's 72.
+    """
     clips = find_clips(media_dir, pool)
     if len(clips) < 4:
         raise RuntimeError(f"only {len(clips)} usable clips in pool {pool!r} under {media_dir}")
     rng = random.Random(f"layout-devset:{pool}:{seed}")
     items: list[dict] = []
-    for ti, t in enumerate(RECIPE):
+    recipe = [t for t in RECIPE if t["label"] == "single_scene"] if single_only else RECIPE
+    for ti, t in enumerate(recipe):
         for k in range(max(1, round(t["count"] * scale))):
             canvas = tuple(rng.choice(t["canvas"]))
             item = {"name": f"{ti:02d}_{t['kind']}_{t.get('layout', t['label'])}_{k:02d}",
@@ -387,7 +393,7 @@ def plan_devset(media_dir: str | Path, pool: str = "dev", seed: int = 0, scale: 
 
 
 def build_devset(out_dir: str | Path, media_dir: str | Path, pool: str = "dev", seed: int = 0,
-                 scale: float = 1.0, log=print) -> Path:
+                 scale: float = 1.0, log=print, single_only: bool = False) -> Path:
     """Build the pool's videos into ``out_dir`` with ``labels.csv`` and ``manifest.json``.
 
     Existing videos are kept (a rerun only builds what is missing). Returns labels.csv.
@@ -397,7 +403,7 @@ def build_devset(out_dir: str | Path, media_dir: str | Path, pool: str = "dev", 
     if font_file() is None:
         log("note: no DejaVu font found (Debian: fonts-dejavu-core); captions, logos and burned-in "
             "text are drawn as text-like blocks instead of text")
-    items = plan_devset(media_dir, pool, seed, scale)
+    items = plan_devset(media_dir, pool, seed, scale, single_only)
     clip_by_path = {c.path: c for c in find_clips(media_dir, pool)}
     rows = []
     for i, it in enumerate(items):
@@ -437,10 +443,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pool", choices=["dev", "heldout"], default="dev")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every template's count")
+    ap.add_argument("--single-only", action="store_true", help="single-feed templates only (negatives)")
     a = ap.parse_args(argv)
     if shutil.which("ffmpeg") is None:
         raise SystemExit("ffmpeg is not installed")
-    labels = build_devset(a.out_dir, a.media_dir, a.pool, a.seed, a.scale)
+    labels = build_devset(a.out_dir, a.media_dir, a.pool, a.seed, a.scale, single_only=a.single_only)
     print(f"wrote {labels}")
 
 

@@ -680,6 +680,20 @@ def test_same_source_templates_draw_their_feeds_from_one_source():
     assert _one_source(rng, clips, 4) == clips  # no source has 4 clips: any clips
 
 
+def test_single_only_set_is_the_negatives_scaled():
+    """``--single-only`` plans the single-feed templates alone (needs ../shared/media)."""
+    from conftest import SHARED_MEDIA
+
+    from indexer.layout_devset import RECIPE, plan_devset
+
+    if not (SHARED_MEDIA / "video/real").is_dir():
+        pytest.skip("shared media not present")
+    items = plan_devset(SHARED_MEDIA, "dev", 100, 2.0, single_only=True)
+    assert {it["label"] for it in items} == {"single_scene"}
+    assert len(items) == sum(2 * t["count"] for t in RECIPE if t["label"] == "single_scene")
+    assert items[0]["name"].startswith("00_single_")
+
+
 def test_pipeline_fills_layout(made):
     from indexer.pipeline import sample_video
     from indexer.sampling import parse_sampler

@@ -111,14 +111,18 @@ def eval_layout_cmd(directory: str, labels: str | None, resamples: int, seed: in
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--scale", type=click.FloatRange(0.05, 10), default=1.0, show_default=True,
               help="Multiply every template's count.")
-def build_layout_set_cmd(out_dir: str, media_dir: str | None, pool: str, seed: int, scale: float) -> None:
+@click.option("--single-only", is_flag=True,
+              help="Single-feed templates only: a set of negatives for the false-positive rate.")
+def build_layout_set_cmd(out_dir: str, media_dir: str | None, pool: str, seed: int, scale: float,
+                         single_only: bool) -> None:
     """Build the layout development set (recipe: indexer/layout_devset.py) into OUT_DIR with labels.csv."""
     from indexer.layout_devset import build_devset
 
     media = Path(media_dir) if media_dir else Path(__file__).resolve().parents[2].parent / "shared" / "media"
     if not media.is_dir():
         raise ConfigError(f"media folder not found: {media}")
-    labels = build_devset(out_dir, media, pool, seed, scale, log=lambda m: out_console.print(m, soft_wrap=True))
+    labels = build_devset(out_dir, media, pool, seed, scale, log=lambda m: out_console.print(m, soft_wrap=True),
+                          single_only=single_only)
     out_console.print(f"wrote {labels}")
 
 
