@@ -114,7 +114,7 @@ class LayoutParams:
     min_straight_static: float = 0.8  # ... when nothing moves
     min_straight: float = 0.68  # fraction of the line on which the step sits exactly on the seam
     min_straight_apart: float = 0.6  # ... when nothing continues across the line
-    min_straight_apart_strong: float = 0.75  # ... 0.75 for very strong ones (a horizon, a panel's side)
+    min_straight_apart_strong: float = 0.75  # ... but no lower than this for very strong seams (a horizon, 0.66)
     chroma: bool = True  # also seek seams in the colour-difference planes (equal brightness, other colour)
     fill_copy: float = 0.8  # bands this like a magnified copy of the feed between them are its fill
     weak_seam_ratio: float = 2.0  # weaker seams (feeds of one setting side by side), while things move, ...
