@@ -829,7 +829,7 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
             memo[key] = (clear, max(r for r, _, _, _ in per), step, near_border)
         return memo[key]
 
-    for cand, rank, in_corner in ((ok, score, False), (ok_faint, score_faint, True)):
+    for cand, rank, faint_pass in ((ok, score, False), (ok_faint, score_faint, True)):
         idx = np.flatnonzero(cand)
         for k in idx[np.argsort(-rank.ravel()[idx], kind="stable")][:p.pip_tries]:
             i, j, u, v = np.unravel_index(k, cand.shape)
@@ -841,9 +841,9 @@ def _find_pip(F: _Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
                 if not clear:
                     # first pass: a side may be unclear only near the box border, where it must still be
                     # a step (its continuity is measured on the few lines left before the border); a
-                    # corner inset has two such sides. Corner pass: every unclear side is a step that
-                    # nothing continues across.
-                    allowed = step if in_corner else near_border and r >= p.pip_weak_side
+                    # corner inset has two such sides. Faint-side pass: every unclear side is a step
+                    # that nothing continues across.
+                    allowed = step if faint_pass else near_border and r >= p.pip_weak_side
                     if not allowed:
                         break  # the rest of this rectangle's sides need not be judged
                 clear4.append(clear)
