@@ -35,7 +35,11 @@ class ServiceState:
 
 
 def parent_death_signal() -> None:
-    """In a child before exec: SIGTERM when the parent goes (Linux PR_SET_PDEATHSIG; elsewhere a no-op)."""
+    """In a child before exec: SIGTERM when the parent goes (Linux PR_SET_PDEATHSIG; elsewhere a no-op).
+
+    "The parent" is the *thread* that forked the child: start such a child from a thread that
+    lives as long as the child should (the main thread), or it dies when that thread ends.
+    """
     try:
         import ctypes
 
@@ -113,8 +117,14 @@ class Service(abc.ABC):
     default_port: int
 
     def __init__(self, root: Path) -> None:
-        """``root``: the services folder (e.g. $SLUDGE_DATA_DIR/services)."""
-        self.dir = root / self.name
+        """``root``: the services folder (e.g. $SLUDGE_DATA_DIR/services).
+
+        Made absolute here, once: a server runs with its own folder as working
+        directory, so a relative path handed to it (``.data/…`` from the default
+        data directory) would point somewhere else and the server could not open
+        its own log.
+        """
+        self.dir = Path(os.path.abspath(root / self.name))
         self.state_file = self.dir / "state.json"
 
     # -- to implement ---------------------------------------------------------------
