@@ -115,8 +115,9 @@ def main() -> None:
             t = time.perf_counter()
             enc = OpenVinoClipEncoder(base, precision=name.split("-")[1], cache_dir=cache,
                                       calibration_images=calib, threads=args.threads)
-            print(f"{name}: built in {time.perf_counter() - t:.1f} s")
-        entry = {}
+            print(f"{name}: built in {time.perf_counter() - t:.1f} s; image tower computes in "
+                  f"{enc.inference_precision}, text tower in {enc.text_inference_precision}")
+        entry = {"inference_precision": getattr(enc, "inference_precision", "f32 (PyTorch)")}
         for batch in (1, 16):
             ips = images_per_second(enc, frames, batch, args.seconds)
             entry[f"batch{batch}"] = {

@@ -40,11 +40,21 @@ def topk(q, m, k=10):
     return [list(np.argsort(-(m @ v))[:k]) for v in q]
 
 
-@pytest.mark.parametrize("precision, floor", [("fp32", 0.999), ("fp16", 0.999), ("int8", 0.99)])
-def test_agrees_with_pytorch(encoder, frames, cache, precision, floor):
+# What each runtime promises on any CPU, by the arithmetic it ends up using (the CPU decides only for fp16:
+# f16 where it computes f16 natively, f32 elsewhere): (mean cosine to PyTorch, shared top-10 neighbours).
+PROMISES = {("fp32", "f32"): (0.9999, 10), ("fp16", "f32"): (0.999, 9), ("fp16", "f16"): (0.995, 8),
+            ("int8", "f32"): (0.99, 8)}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_agrees_with_pytorch(encoder, frames, cache, precision):
     from indexer.encoders.openvino import OpenVinoClipEncoder
 
     ov = OpenVinoClipEncoder(encoder, precision=precision, cache_dir=cache, calibration_images=frames[:8])
+    # The arithmetic is what the runtime set, not the CPU's default (bf16 on AMX machines).
+    assert (precision, ov.inference_precision) in PROMISES, (precision, ov.inference_precision)
+    assert ov.text_inference_precision == "f32"
+    floor, shared = PROMISES[(precision, ov.inference_precision)]
     ref, got = encoder.embed_images(frames[8:]), ov.embed_images(frames[8:])
     cos = (ref * got).sum(1)
     assert cos.mean() >= floor, cos
@@ -52,11 +62,11 @@ def test_agrees_with_pytorch(encoder, frames, cache, precision, floor):
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-4)
     # the same top-10 results for a set of text and image queries
     tq_ref, tq = encoder.embed_texts(QUERIES), ov.embed_texts(QUERIES)
-    assert (tq_ref * tq).sum(1).min() >= 0.999  # the text tower stays at full precision
+    assert (tq_ref * tq).sum(1).min() >= 0.9999  # the text tower computes in f32 everywhere
     for q_ref, q in [(tq_ref, tq), (ref[:5], got[:5])]:
         for a, b in zip(topk(q_ref, ref), topk(q, got)):
-            assert len(set(a) & set(b)) >= (10 if precision != "int8" else 8)
-    assert "OpenVINO" in ov.describe()
+            assert len(set(a) & set(b)) >= shared
+    assert "OpenVINO" in ov.describe() and f"{ov.inference_precision} arithmetic" in ov.describe()
 
 
 def test_ir_is_cached_and_reused(encoder, frames, cache):
