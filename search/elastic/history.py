@@ -136,12 +136,14 @@ class ElasticHistory(FrameHistory):
     # -- errors ----------------------------------------------------------------------------
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
-        from elasticsearch import ApiError, TransportError
+        from elasticsearch import ApiError, SerializationError, TransportError
 
         try:
             yield
         except (StoreError, QueryError):
             raise
+        except SerializationError as e:  # raised by the client before anything is sent: the input, not the server
+            raise QueryError(f"the request for {what} cannot be encoded ({e}); check the filter values") from None
         except TransportError as e:
             raise ServerUnavailable(
                 f"Elasticsearch at {self.url} is unreachable while {what} ({type(e).__name__}); start it "
@@ -384,9 +386,14 @@ class ElasticHistory(FrameHistory):
         """What the user should hear about (outbox use), one line per cause, for the CLI."""
         out = list(self._notes)
         if self._queued:
-            out.insert(0, f"{self._queued} video(s) kept in the outbox {self.outbox.dir} "
-                          f"({'; '.join(self._queue_reasons[:3])}); they are written to Elasticsearch on the "
-                          "next write or with `sludge history flush`")
+            waiting = len(self.outbox)
+            why = "; ".join(self._queue_reasons[:3])
+            if waiting == 0:  # the same run wrote them back once the server answered again
+                out.insert(0, f"{self._queued} video(s) waited in the outbox during this run ({why}); all have "
+                              "since been written to Elasticsearch")
+            else:
+                out.insert(0, f"{waiting} video(s) are kept in the outbox {self.outbox.dir} ({why}); they are "
+                              "written to Elasticsearch on the next write or with `sludge history flush`")
         return out
 
     def _queue(self, todo: list[tuple[str, dict]], why: str) -> None:

@@ -20,14 +20,22 @@ from indexer.pdq import MATCH_DISTANCE, MIN_QUALITY
 from search.bank import (
     ExemplarBank,
     Reembed,
-    check_threshold,
     default_actor,
     exemplar_id,
     exemplar_public,
     pdq_bits,
     pdq_score,
 )
-from search.local.db import META_SCHEMA, GuardedStore, ModelGuard, bump_epoch, connect, set_meta, transaction
+from search.local.db import (
+    META_SCHEMA,
+    GuardedStore,
+    ModelGuard,
+    bump_epoch,
+    connect,
+    ensure_schema,
+    set_meta,
+    transaction,
+)
 from search.local.vectors import VectorIndex
 from search.scores import from_inner_product
 from search.types import (
@@ -39,7 +47,6 @@ from search.types import (
     Policy,
     RebuildReport,
     Rule,
-    check_policy_name,
 )
 
 SCHEMA = [
@@ -133,9 +140,7 @@ class LocalBank(GuardedStore, ExemplarBank):
     def __init__(self, directory: str | Path, *, model_id: str | None = None, dim: int | None = None) -> None:
         self.directory = Path(directory)
         self.conn = connect(self.directory / "bank.sqlite3")
-        with transaction(self.conn):
-            for stmt in SCHEMA:
-                self.conn.execute(stmt)
+        ensure_schema(self.conn, SCHEMA)
         self._guard = ModelGuard(self.conn, "exemplar bank", self.directory)
         self._guard.check(model_id, dim)
         self._want_model, self._want_dim = model_id, dim
@@ -154,8 +159,7 @@ class LocalBank(GuardedStore, ExemplarBank):
         )
 
     def put_policy(self, policy: Policy, *, actor: str | None = None) -> Policy:
-        check_policy_name(policy.name)
-        check_threshold(policy.threshold)
+        policy.check()
         now = time.time()
         with transaction(self.conn):
             before = self.get_policy(policy.name)

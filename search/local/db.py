@@ -9,6 +9,7 @@ after it, never between. The faiss index is derived from it
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,10 +17,35 @@ from pathlib import Path
 from indexer.errors import ModelMismatchError, StoreError
 
 
+#: How long a write waits for another process's write to finish.
+BUSY_TIMEOUT_S = 30.0
+
+
+def _db_path(conn: sqlite3.Connection) -> str:
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return row[2] if row else "?"
+
+
+def ensure_schema(conn: sqlite3.Connection, statements: list[str]) -> None:
+    """Create the tables once; a store whose schema is current is opened without taking the write lock.
+
+    Readers (``recall``, ``history stats``) must not queue behind a long write of
+    another process (WAL lets them read meanwhile), so the schema's fingerprint
+    is kept in ``user_version`` and the DDL runs only when it differs.
+    """
+    version = zlib.crc32("\n".join(statements).encode()) & 0x7FFFFFFF
+    if conn.execute("PRAGMA user_version").fetchone()[0] == version:
+        return
+    with transaction(conn):
+        for stmt in statements:
+            conn.execute(stmt)
+        conn.execute(f"PRAGMA user_version = {version}")
+
+
 def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -29,10 +55,20 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _busy(e: sqlite3.OperationalError) -> bool:
+    return "locked" in str(e) or "busy" in str(e)
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
-    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as e:
+        if _busy(e):
+            raise StoreError(f"the embedded store {_db_path(conn)} is busy: another sludge process has been "
+                             f"writing to it for over {BUSY_TIMEOUT_S:.0f} s; try again when it is done") from None
+        raise StoreError(f"cannot write to the embedded store {_db_path(conn)}: {e}") from None
     try:
         yield conn
     except BaseException:

@@ -28,7 +28,7 @@ from search.history import (
     SweepCandidate,
     merge_candidate,
 )
-from search.local.db import META_SCHEMA, GuardedStore, ModelGuard, connect, transaction
+from search.local.db import META_SCHEMA, GuardedStore, ModelGuard, connect, ensure_schema, transaction
 from search.local.vectors import VectorIndex
 from search.scores import from_inner_product
 from search.types import FrameHit, StoredVideo, TranscriptHit
@@ -100,9 +100,7 @@ class LocalHistory(GuardedStore, FrameHistory):
     def __init__(self, directory: str | Path, *, model_id: str | None = None, dim: int | None = None) -> None:
         self.directory = Path(directory)
         self.conn = connect(self.directory / "history.sqlite3")
-        with transaction(self.conn):
-            for stmt in SCHEMA:
-                self.conn.execute(stmt)
+        ensure_schema(self.conn, SCHEMA)
         self._guard = ModelGuard(self.conn, "frame history", self.directory)
         self._guard.check(model_id, dim)
         self._want_model, self._want_dim = model_id, dim
