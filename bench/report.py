@@ -62,6 +62,11 @@ BENCHES = [
     Bench("hooks_load", "hooks_load.py", "hooks service under load: uploads → decisions → webhooks (own Redis/ES)",
           quick=["--uploads", "8", "--concurrency", "4", "--workers", "1", "--seconds", "1", "--timeout", "300"],
           timeout_s=5400, quick_timeout_s=600),
+    Bench("hooks_faults", "hooks_load.py", "the same under faults: 5 worker kills and a Redis kill (own Redis/ES)",
+          args=["--faults", "--uploads", "200"],
+          quick=["--faults", "--uploads", "12", "--concurrency", "4", "--seconds", "1", "--worker-kills", "1",
+                 "--kill-every", "3", "--redis-kill-at", "5", "--redis-down", "2", "--timeout", "300"],
+          timeout_s=3600, quick_timeout_s=600),
 ]
 
 

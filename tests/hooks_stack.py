@@ -176,6 +176,28 @@ class Stack:
                 p.kill()
 
 
+def flagging_stack(s: Stack, policy: str):
+    """Start ``s``'s API with an admin key, a verifying webhook receiver subscribed to flagged and cleared,
+    and a policy whose threshold (-1) flags every video with a frame; stop it all afterwards."""
+    s.receiver = Receiver()
+    s.receiver.start()
+    try:
+        s.start_api()
+        s.admin = s.key("ingest,read,admin")
+        r = s.sludge("hooks", "add", s.receiver.url, "--events", "video.flagged,video.cleared")
+        assert r.returncode == 0, r.stderr
+        s.receiver.secrets.append(r.stdout.strip().splitlines()[-1])
+        assert s.receiver.secrets[0].startswith("whsec_")
+        with s.client(s.admin) as c:
+            r = c.post("/v1/bank/exemplars", json={"policy": policy, "text": "two unrelated feeds stacked",
+                                                   "threshold": -1.0})
+            assert r.status_code == 201, r.text
+        yield s
+    finally:  # also when setting up failed: no server left behind
+        s.stop()
+        s.receiver.stop()
+
+
 def upload(c: httpx.Client, path: Path, *, idem: str | None = None, **form) -> httpx.Response:
     headers = {"Idempotency-Key": idem} if idem else {}
     with open(path, "rb") as f:

@@ -24,7 +24,7 @@ pytest.importorskip("standardwebhooks")
 httpx = pytest.importorskip("httpx")
 
 from conftest import ffmpeg  # noqa: E402
-from hooks_stack import Receiver, Stack, decided, upload, wait_for  # noqa: E402
+from hooks_stack import Stack, decided, flagging_stack, upload, wait_for  # noqa: E402
 
 from ops.services.base import free_port  # noqa: E402
 
@@ -33,24 +33,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, redis_server, es_server):
-    s = Stack(tmp_path_factory.mktemp("hooks"), redis_server.url, es_server.url)
-    s.receiver = Receiver()
-    s.receiver.start()
-    try:
-        s.start_api()
-        s.admin = s.key("ingest,read,admin")
-        r = s.sludge("hooks", "add", s.receiver.url, "--events", "video.flagged,video.cleared")
-        assert r.returncode == 0, r.stderr
-        s.receiver.secrets.append(r.stdout.strip().splitlines()[-1])
-        assert s.receiver.secrets[0].startswith("whsec_")
-        with s.client(s.admin) as c:  # threshold -1: every video with a frame is flagged
-            r = c.post("/v1/bank/exemplars", json={"policy": "split-screen",
-                                                   "text": "two unrelated feeds stacked", "threshold": -1.0})
-            assert r.status_code == 201, r.text
-        yield s
-    finally:  # also when setting up failed: no server left behind
-        s.stop()
-        s.receiver.stop()
+    yield from flagging_stack(Stack(tmp_path_factory.mktemp("hooks"), redis_server.url, es_server.url),
+                              "split-screen")
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +205,7 @@ def test_bad_requests_get_clear_answers_and_change_nothing(stack, worker, tmp_pa
         r = c.post("/v1/videos", json={"url": "https://example.com/a.mp4", "colour": "red"})
         assert r.status_code == 422 and "colour" in r.json()["error"]["message"]
         r = c.post("/v1/videos", content=b"hello", headers={"content-type": "text/plain"})
-        assert r.status_code == 422 and "Content-Type" in r.json()["error"]["message"]
+        assert r.status_code == 415 and "Content-Type" in r.json()["error"]["message"]
         r = c.post("/v1/recall", json={"query": ""})
         assert r.status_code == 422 and r.json()["error"]["code"] == "bad_input"
 

@@ -65,17 +65,26 @@ def worker_cmd(ctx: click.Context, name: str | None, max_jobs: int | None, no_we
     and the upload folder; a job left by a worker that died is taken over after
     hooks.claim_idle_s. SIGTERM finishes the current job, then exits.
     """
+    from indexer.errors import StoreError
     from ops.hooks.service import Hooks
-    from ops.hooks.worker import Worker
+    from ops.hooks.worker import Worker, redis_answers, wait_for_redis
 
     app = get_app(ctx)
     hooks = Hooks(app.settings)
-    hooks.client.ping()
     _service_logs()
-    worker = Worker(app, hooks, consumer=name, send_webhooks=not no_webhooks)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    worker = None
+    while worker is None:  # a worker started before Redis (or during a restart) waits for it
+        wait_for_redis(hooks, stop)
+        if stop.is_set():
+            return
+        try:
+            worker = Worker(app, hooks, consumer=name, send_webhooks=not no_webhooks)
+        except StoreError:
+            if redis_answers(hooks):
+                raise  # not an outage: the bank itself refused (a model mismatch, say)
     err_console.print(f"worker {worker.consumer} ready (group {app.settings.hooks.group})")
     try:
         n = worker.run(stop, max_jobs=max_jobs)

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ops.faults import fault_point
 from ops.hooks.errors import Conflict, JobNotFound
 from ops.hooks.redis_conn import Keys
 
@@ -47,6 +48,42 @@ class Job:
                 "decision": self.decision, "error": self.error, "meta": self.meta}
 
 
+# KEYS: idempotency key, job hash, stream, stats. ARGV: has-key flag, job id, fingerprint, ttl,
+# job key prefix, now, then the job's fields. Returns {outcome, job id}: new | replay | conflict.
+_SUBMIT = """
+if ARGV[1] == '1' then
+  local earlier = redis.call('GET', KEYS[1])
+  if earlier then
+    local sp = string.find(earlier, ' ', 1, true)
+    local old_id, old_fp = string.sub(earlier, 1, sp - 1), string.sub(earlier, sp + 1)
+    if old_fp ~= ARGV[3] then return {'conflict', old_id} end
+    if redis.call('EXISTS', ARGV[5] .. old_id) == 1 then return {'replay', old_id} end
+  end
+  redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. ARGV[3], 'EX', tonumber(ARGV[4]))
+end
+redis.call('HSET', KEYS[2], unpack(ARGV, 7))
+redis.call('XADD', KEYS[3], '*', 'job', ARGV[2], 'at', ARGV[6])
+redis.call('HINCRBY', KEYS[4], 'accepted', 1)
+return {'new', ARGV[2]}
+"""
+
+# KEYS: job hash, stats, matches, decision feed, the video's job list. ARGV: decision JSON, job id,
+# video id, decision word, policies joined, now, feed length, then each matched policy.
+# Returns 1 when this call wrote the decision (or completed a half-written one), else 0.
+_DECIDE = """
+if redis.call('HSETNX', KEYS[1], 'decision', ARGV[1]) == 0 then
+  if redis.call('HGET', KEYS[1], 'state') == 'decided' then return 0 end
+end
+redis.call('HSET', KEYS[1], 'state', 'decided', 'updated_at', ARGV[6], 'video_id', ARGV[3], 'error', '')
+redis.call('HINCRBY', KEYS[2], 'decided', 1)
+for i = 8, #ARGV do redis.call('HINCRBY', KEYS[3], ARGV[i], 1) end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'job', ARGV[2], 'video_id', ARGV[3],
+           'decision', ARGV[4], 'policies', ARGV[5])
+if ARGV[3] ~= '' then redis.call('RPUSH', KEYS[5], ARGV[2]) end
+return 1
+"""
+
+
 def fingerprint(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -59,6 +96,8 @@ class JobQueue:
         self.group = group
         self.max_attempts = max_attempts
         self.idempotency_ttl_s = idempotency_ttl_s
+        self._submit = client.register_script(_SUBMIT)
+        self._decide = client.register_script(_DECIDE)
 
     # -- producer side ------------------------------------------------------------------
 
@@ -74,31 +113,35 @@ class JobQueue:
     def new_id(self) -> str:
         return "job_" + secrets.token_hex(10)
 
-    def claim_idempotency(self, key_id: str, idem_key: str, job_id: str, fp: str) -> str | None:
-        """None when this request owns the key now; else the job id an earlier request made with it."""
-        if not idem_key or len(idem_key) > 255:
-            raise Conflict("Idempotency-Key must be 1 to 255 characters")
-        rk = self.k("idem", key_id, hashlib.sha256(idem_key.encode()).hexdigest()[:32])
-        if self.r.set(rk, f"{job_id} {fp}", nx=True, ex=self.idempotency_ttl_s):
-            return None
-        earlier = self.r.get(rk) or ""
-        old_id, _, old_fp = earlier.partition(" ")
-        if old_fp != fp:
-            raise Conflict("this Idempotency-Key was used with a different request; use a new key per video")
-        return old_id
-
     def submit(self, job_id: str, source: dict[str, Any], *, key_id: str | None,
-               meta: dict[str, Any] | None = None) -> Job:
+               meta: dict[str, Any] | None = None, idempotency: tuple[str, str] | None = None) -> tuple[Job, bool]:
+        """Queue a job; ``idempotency``: (the client's Idempotency-Key, the request's fingerprint).
+
+        Returns (job, replayed): with a key seen before for the same request, the
+        earlier job and True; with the same key and another request, Conflict.
+        Reserving the key, writing the job and queuing it are one Lua script, so a
+        crash (of this process or of Redis) leaves all of them or none: never a key
+        that names a job that does not exist. A reservation left without its job
+        by an older version is taken over by the retry.
+        """
         now = time.time()
         job = Job(job_id, "queued", source, now, now, key_id=key_id, meta=meta or {})
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.k("job", job_id), mapping={
-            "state": "queued", "source": json.dumps(source), "created_at": now, "updated_at": now,
-            "attempts": 0, "key_id": key_id or "", "meta": json.dumps(job.meta)})
-        pipe.xadd(self.k.stream, {"job": job_id, "at": now})
-        pipe.hincrby(self.k("stats"), "accepted", 1)
-        pipe.execute()
-        return job
+        fields = {"state": "queued", "source": json.dumps(source), "created_at": now, "updated_at": now,
+                  "attempts": 0, "key_id": key_id or "", "meta": json.dumps(job.meta)}
+        idem_key, fp = ("", "")
+        if idempotency is not None:
+            idem_key, fp = idempotency
+            idem_key = self.k("idem", key_id or "-", hashlib.sha256(idem_key.encode()).hexdigest()[:32])
+        outcome, old_id = self._submit(
+            keys=[idem_key or self.k("idem", "-"), self.k("job", job_id), self.k.stream, self.k("stats")],
+            args=["1" if idempotency is not None else "0", job_id, fp, self.idempotency_ttl_s, self.k("job", ""),
+                  repr(now), *[x for kv in fields.items() for x in kv]])
+        if outcome == "conflict":
+            raise Conflict("this Idempotency-Key was used with a different request; use a new key per video")
+        if outcome == "replay":
+            return self.get(old_id), True
+        fault_point("jobs.after_submit")
+        return job, False
 
     def get(self, job_id: str) -> Job:
         h = self.r.hgetall(self.k("job", job_id))
@@ -138,25 +181,21 @@ class JobQueue:
         return int(attempts)
 
     def decide(self, job_id: str, decision: dict[str, Any], video_id: str | None) -> bool:
-        """Store the decision once; False when an earlier delivery already stored one."""
-        key = self.k("job", job_id)
-        first = self.r.hsetnx(key, "decision", json.dumps(decision))
-        if first:
-            pipe = self.r.pipeline(transaction=True)
-            pipe.hset(key, mapping={"state": "decided", "updated_at": time.time(), "video_id": video_id or "",
-                                    "error": ""})
-            pipe.hincrby(self.k("stats"), "decided", 1)
-            for policy in decision.get("matched_policies", []):
-                pipe.hincrby(self.k("stats", "matches"), policy, 1)
-            # The reviewer console's live feed, and each video's decision history.
-            pipe.xadd(self.k("decisions"), {"job": job_id, "video_id": video_id or "",
-                                            "decision": decision.get("decision", ""),
-                                            "policies": ",".join(decision.get("matched_policies", []))},
-                      maxlen=DECISIONS_KEPT, approximate=True)
-            if video_id:
-                pipe.rpush(self.k("video", video_id, "jobs"), job_id)
-            pipe.execute()
-        else:
+        """Store the decision and everything that follows from it, at once; False when it was stored before.
+
+        The decision, the job's state, the counters, the live feed and the video's
+        job list are written by one Lua script: a worker killed at any point leaves
+        either none of them or all of them (never a decided job stuck in
+        ``processing``). A job an older version left half-written (decision set,
+        state not) is completed here.
+        """
+        policies = decision.get("matched_policies", [])
+        first = self._decide(
+            keys=[self.k("job", job_id), self.k("stats"), self.k("stats", "matches"), self.k("decisions"),
+                  self.k("video", video_id or "-", "jobs")],
+            args=[json.dumps(decision), job_id, video_id or "", decision.get("decision", ""), ",".join(policies),
+                  repr(time.time()), DECISIONS_KEPT, *policies])
+        if not first:
             self.note_duplicate()
         return bool(first)
 

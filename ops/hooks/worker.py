@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import MediaError, SludgeError, StoreError
+from ops.faults import fault_point
 from ops.hooks.errors import BadSource, HooksError, TooLarge
 from ops.hooks.jobs import Job, JobQueue
 from ops.hooks.metrics import StageTimer
@@ -35,8 +37,20 @@ log = logging.getLogger("sludge.worker")
 PERMANENT = (MediaError, BadSource, TooLarge)
 
 
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - the serve extra brings redis
+        return ()
+    return (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+#: Redis itself unreachable or loading: wait it out (the run loop), do not fail the job.
+REDIS_DOWN = _redis_errors()
+
+
 def upload_dir(settings) -> Path:
-    d = settings.api.upload_dir or settings.data_dir / "uploads"
+    d = settings.uploads_dir
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -56,26 +70,44 @@ class Worker:
         self.history = app.history()
         self.cascade = app.cascade if self.s.hooks.confirm else None
         self.processed = 0
+        self._group_ready = False
+        self._next_retention = 0.0
 
     # -- the loop -----------------------------------------------------------------------
 
     def run(self, stop: threading.Event, *, max_jobs: int | None = None) -> int:
-        self.queue.ensure_group()
+        """Take jobs until ``stop`` is set. Redis going away is waited out, not fatal.
+
+        When Redis is unreachable (restarting, failing over, a network blip) the
+        loop logs it once, backs off (0.5 s doubling to 30 s, with jitter) and
+        carries on when Redis answers again; a job in hand at that moment stays
+        pending in the stream and is taken over (``hooks.claim_idle_s``).
+        """
         idle_ms = int(self.s.hooks.claim_idle_s * 1000)
         last_claim = 0.0
+        outage = _Outage(stop)
         while not stop.is_set() and (max_jobs is None or self.processed < max_jobs):
-            batch: list[tuple[str, str]] = []
-            if time.monotonic() - last_claim > min(5.0, self.s.hooks.claim_idle_s / 2):
-                batch = self.queue.reclaim(self.consumer, idle_ms, count=1)
-                last_claim = time.monotonic()
-            if not batch:
-                batch = self.queue.read(self.consumer, count=1,
-                                        block_ms=200 if self.send_webhooks else self.s.hooks.block_ms)
-            for entry_id, job_id in batch:
-                self.handle(entry_id, job_id)
-                self.processed += 1
-            if self.send_webhooks:
-                self.webhooks.dispatch_due()
+            try:
+                if not self._group_ready:
+                    self.queue.ensure_group()
+                    self._group_ready = True
+                batch: list[tuple[str, str]] = []
+                if time.monotonic() - last_claim > min(5.0, self.s.hooks.claim_idle_s / 2):
+                    batch = self.queue.reclaim(self.consumer, idle_ms, count=1)
+                    last_claim = time.monotonic()
+                if not batch:
+                    batch = self.queue.read(self.consumer, count=1,
+                                            block_ms=200 if self.send_webhooks else self.s.hooks.block_ms)
+                for entry_id, job_id in batch:
+                    self.handle(entry_id, job_id)
+                    self.processed += 1
+                if self.send_webhooks:
+                    self.webhooks.dispatch_due()
+                self._retention()
+            except REDIS_DOWN as e:
+                outage.wait(e)
+                continue
+            outage.over()
         return self.processed
 
     def handle(self, entry_id: str, job_id: str) -> None:
@@ -85,11 +117,23 @@ class Worker:
             self.queue.ack(entry_id)
             return
         if job.decision is not None:  # a duplicate delivery: the decision exists already
+            if job.state != "decided":  # left half-written by an older version: complete it
+                self.queue.decide(job_id, job.decision, job.video_id or job.decision.get("video_id"))
+                job = self.queue.get(job_id)
             self._emit(job, job.decision)  # idempotent: completes webhooks a crash may have left unmade
             self.queue.ack(entry_id)
             self.queue.note_duplicate()
             return
         attempt = self.queue.start(job_id, self.consumer)
+        if attempt > self.queue.max_attempts:
+            # Delivered this often and never finished: each worker that took it died (a crash, the OOM
+            # killer). Trying again would only kill the next one.
+            self.queue.fail(job_id, entry_id, f"the job was delivered {attempt - 1} times and no worker "
+                            "finished it (each died while processing it: a crash or the out-of-memory killer?)",
+                            permanent=True, attempts=attempt - 1)
+            log.warning("job %s dead-lettered: delivered %d times, never finished", job_id, attempt - 1)
+            return
+        fault_point("worker.after_start")
         beat = _Heartbeat(self.queue, self.consumer, entry_id, self.s.hooks.claim_idle_s / 3)
         beat.start()
         try:
@@ -98,6 +142,8 @@ class Worker:
             self.queue.fail(job_id, entry_id, _public_error(job, e), permanent=True, attempts=attempt)
             log.warning("job %s failed (%s): %s", job_id, e.__class__.__name__, e)
             return
+        except REDIS_DOWN:
+            raise  # the queue itself is gone: the run loop waits for it; the job stays pending
         except (SludgeError, OSError, ConnectionError, TimeoutError) as e:
             final = self.queue.fail(job_id, entry_id, _public_error(job, e), permanent=False, attempts=attempt)
             log.warning("job %s attempt %d failed%s: %s", job_id, attempt, " for good" if final else "", e)
@@ -109,12 +155,34 @@ class Worker:
             return
         finally:
             beat.stop()
+        fault_point("worker.before_decide")
         first = self.queue.decide(job_id, decision, video_id)
+        fault_point("worker.after_decide")
         if first:
             seconds["upload_to_decision"] = time.time() - job.created_at
             self.timer.observe(seconds)
         self._emit(self.queue.get(job_id), decision)
         self.queue.ack(entry_id)
+
+    def _retention(self) -> None:
+        """Apply ``retention`` every ``retention.interval_s``: one worker of the group at a time."""
+        every = self.s.retention.interval_s
+        if time.monotonic() < self._next_retention:
+            return
+        self._next_retention = time.monotonic() + every
+        r, k = self.queue.r, self.queue.k
+        if not r.set(k("retention", "lock"), self.consumer, nx=True, ex=max(1, int(every))):
+            return  # another worker ran it this interval
+        from ops.hooks.metrics import record_retention
+        from ops.retention import run_retention
+
+        report = run_retention(self.s, job_state=lambda job_id: r.hget(k("job", job_id), "state"))
+        record_retention(r, k, report)
+        for kind in report.kinds:
+            if kind.deleted_files or kind.errors:
+                log.info("retention: %s: deleted %d (%d bytes), kept %d (%d bytes)%s", kind.kind,
+                         kind.deleted_files, kind.deleted_bytes, kind.kept_files, kind.kept_bytes,
+                         f"; errors: {'; '.join(kind.errors[:3])}" if kind.errors else "")
 
     # -- one job --------------------------------------------------------------------------
 
@@ -199,6 +267,51 @@ def _public_error(job: Job, e: Exception) -> str:
         msg = msg.replace(stored, job.source.get("filename") or "upload")
         msg = msg.replace(str(Path(stored).parent), "uploads")
     return msg
+
+
+def redis_answers(services) -> bool:
+    try:
+        return bool(services.client.ping())
+    except REDIS_DOWN:
+        return False
+
+
+def wait_for_redis(services, stop: threading.Event) -> None:
+    """Block until Redis answers (or ``stop`` is set), logging once and backing off meanwhile."""
+    outage = _Outage(stop)
+    while not stop.is_set():
+        try:
+            services.client.ping()
+        except REDIS_DOWN as e:
+            outage.wait(e)
+            continue
+        outage.over()
+        return
+
+
+class _Outage:
+    """Backoff while Redis is unreachable: one log line when it starts, one when it ends."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.failures = 0
+        self.since = 0.0
+
+    def wait(self, e: Exception) -> None:
+        if self.failures == 0:
+            self.since = time.monotonic()
+            log.warning("Redis is unreachable (%s: %s); waiting for it to come back", e.__class__.__name__, e)
+        self.failures += 1
+        delay = min(30.0, 0.5 * 2 ** min(self.failures - 1, 6)) * random.uniform(0.5, 1.0)
+        if self.failures % 10 == 0:
+            log.warning("Redis still unreachable after %.0f s (%s); retrying every %.0f s or so",
+                        time.monotonic() - self.since, e.__class__.__name__, delay)
+        self.stop.wait(delay)
+
+    def over(self) -> None:
+        if self.failures:
+            log.warning("Redis is back after %.1f s; carrying on", time.monotonic() - self.since)
+            self.failures = 0
 
 
 class _Heartbeat:
