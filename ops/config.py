@@ -229,6 +229,8 @@ class ApiSettings(Section):
         default_factory=list,
         description="CIDRs a `url` may point into although private/loopback/link-local (e.g. 10.1.0.0/16)",
     )
+    body_idle_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="a request body that sends nothing for this long is cut off (408)")
     rate_limit: str = Field("600/minute", description="per API key, kept in Redis ('N/second|minute|hour')")
     idempotency_ttl_s: int = Field(86400, ge=60, description="how long an Idempotency-Key is remembered")
 
@@ -279,6 +281,20 @@ class HooksSettings(Section):
     )
 
 
+class RetentionSettings(Section):
+    """How long stored uploads and thumbnails are kept (``sludge retention apply``; workers apply it too)."""
+
+    uploads_max_age_days: float | None = Field(
+        30.0, gt=0, description="uploads and fetched videos older than this are deleted (None: kept by age)")
+    uploads_max_bytes: int | None = Field(
+        None, ge=0, description="the oldest uploads are deleted until the rest fits (None: no size cap)")
+    thumbs_max_age_days: float | None = Field(
+        None, gt=0, description="thumbnails of videos indexed longer ago are deleted (None: kept)")
+    thumbs_max_bytes: int | None = Field(
+        None, ge=0, description="the oldest videos' thumbnails are deleted until the rest fits (None: no cap)")
+    interval_s: float = Field(3600.0, gt=0, description="how often a worker applies retention (0 workers: never)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SLUDGE_",
@@ -299,6 +315,7 @@ class Settings(BaseSettings):
     classifier: ClassifierSettings = ClassifierSettings()
     api: ApiSettings = ApiSettings()
     hooks: HooksSettings = HooksSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -326,6 +343,11 @@ class Settings(BaseSettings):
     @property
     def thumbs_dir(self) -> Path:
         return self.data_dir / "thumbs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where uploads and fetched videos are kept (shared by the API and the workers)."""
+        return self.api.upload_dir or self.data_dir / "uploads"
 
 
 def config_file() -> Path | None:

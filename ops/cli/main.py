@@ -94,6 +94,7 @@ def _register() -> None:
         layout,
         policy,
         recall,
+        retention,
         serve,
         services,
         sweep,
@@ -101,7 +102,7 @@ def _register() -> None:
     )
 
     modules = (bank, check, classifier_cmd, classify, composite, config_cmd, evaluate, history, hooks, index, keys,
-               labels, layout, policy, recall, serve, services, sweep, transcribe)
+               labels, layout, policy, recall, retention, serve, services, sweep, transcribe)
     for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)

@@ -37,6 +37,18 @@ class StageTimer:
         pipe.execute()
 
 
+def record_retention(client, keys: Keys, report) -> None:
+    """A retention pass's totals, for /metrics: deletions add up, what is kept is the latest figure."""
+    pipe = client.pipeline(transaction=True)
+    for k in report.kinds:
+        pipe.hincrby(keys("stats", "retention"), f"{k.kind}|deleted_files", k.deleted_files)
+        pipe.hincrby(keys("stats", "retention"), f"{k.kind}|deleted_bytes", k.deleted_bytes)
+        pipe.hset(keys("stats", "retention", "last"), mapping={f"{k.kind}|kept_files": k.kept_files,
+                                                              f"{k.kind}|kept_bytes": k.kept_bytes})
+    pipe.hset(keys("stats", "retention", "last"), "at", report.at)
+    pipe.execute()
+
+
 class SharedCollector:
     """API side: a prometheus-client collector reading the totals from Redis."""
 
@@ -76,6 +88,20 @@ class SharedCollector:
         for (event, outcome), n in sorted(self.webhooks.counts().items()):
             hooks.add_metric([event, outcome], n)
         yield hooks
+        totals = self.r.hgetall(self.k("stats", "retention"))
+        last = self.r.hgetall(self.k("stats", "retention", "last"))
+        deleted = CounterMetricFamily("sludge_retention_deleted", "Stored files removed by retention",
+                                      labels=["kind", "unit"])
+        kept = GaugeMetricFamily("sludge_retention_kept", "Stored files kept after the last retention pass",
+                                 labels=["kind", "unit"])
+        for kind in ("uploads", "thumbs"):
+            for unit in ("files", "bytes"):
+                deleted.add_metric([kind, unit], int(totals.get(f"{kind}|deleted_{unit}", 0)))
+                kept.add_metric([kind, unit], int(last.get(f"{kind}|kept_{unit}", 0)))
+        yield deleted
+        yield kept
+        yield GaugeMetricFamily("sludge_retention_last_run_timestamp_seconds", "When retention last ran (0: never)",
+                                value=float(last.get("at", 0.0)))
         hist = HistogramMetricFamily("sludge_stage_seconds", "Worker time per pipeline stage", labels=["stage"])
         for stage in STAGES:
             h = self.r.hgetall(self.k("stats", "stage", stage))
