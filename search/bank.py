@@ -95,8 +95,7 @@ class ExemplarBank(abc.ABC):
 
     def create_policy(self, policy: Policy, *, actor: str | None = None) -> Policy:
         """A new policy; an existing one is an error (use :meth:`put_policy` to change it)."""
-        check_policy_name(policy.name)
-        check_threshold(policy.threshold)
+        policy.check()
         if self.get_policy(policy.name) is not None:
             raise StoreError(
                 f"policy {policy.name!r} already exists; change it with `sludge policy set {policy.name}`"
@@ -279,11 +278,6 @@ class ExemplarBank(abc.ABC):
     def _check_k(k: int) -> None:
         if k < 1:
             raise QueryError(f"k must be at least 1 (got {k})")
-
-
-def check_threshold(t: float) -> None:
-    if not (-1.0 <= float(t) <= 1.0):
-        raise ConfigError(f"threshold {t} is not a cosine similarity; use a value in [-1, 1]")
 
 
 def _short(text: str, n: int = 60) -> str:

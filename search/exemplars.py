@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from indexer.encoders.base import Encoder
+from indexer.encoders.base import Encoder, has_content
 from indexer.errors import EmptyFileError, MediaError, QueryError
 from indexer.identity import file_sha256, text_sha256
 from indexer.pdq import pdq_hash
@@ -23,6 +23,7 @@ from search.bank import default_actor  # noqa: F401  (re-exported)
 from search.types import Exemplar
 
 MAX_TEXT_CHARS = 2000
+MAX_NOTE_CHARS = 2000
 
 
 
@@ -30,10 +31,12 @@ MAX_TEXT_CHARS = 2000
 def text_exemplar(encoder: Encoder, policy: str, text: str, *, note: str = "",
                   added_by: str | None = None) -> tuple[Exemplar, np.ndarray]:
     clean = " ".join((text or "").split())
-    if not clean:
-        raise QueryError("text exemplar is empty")
+    if not has_content(clean):
+        raise QueryError("text exemplar is empty (only white space or control characters)")
     if len(clean) > MAX_TEXT_CHARS:
         raise QueryError(f"text exemplar has {len(clean)} characters; at most {MAX_TEXT_CHARS} are allowed")
+    if len(note) > MAX_NOTE_CHARS:
+        raise QueryError(f"the note has {len(note)} characters; at most {MAX_NOTE_CHARS} are allowed")
     count = getattr(encoder, "count_tokens", None)
     if count is not None and encoder.max_text_tokens and count(clean) > encoder.max_text_tokens:
         raise QueryError(

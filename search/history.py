@@ -9,6 +9,7 @@ narrowing and candidate merging are decided here once, for every backend.
 from __future__ import annotations
 
 import abc
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +28,10 @@ NO_DECISION = "none"
 HYBRID_MAX_VIDEOS = 10_000
 #: Frames of evidence kept per sweep candidate.
 CANDIDATE_MAX_FRAMES = 32
+#: The range of times a filter may name (epoch seconds): 1970 to the end of year 9999. Every backend
+#: stores times as epoch milliseconds in 64 bits, and Python's datetime stops at year 9999.
+EARLIEST_TIME = 0.0
+LATEST_TIME = 253402300799.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,16 @@ class HistoryFilter:
     sources: tuple[str, ...] = ()
     decisions: tuple[str, ...] = ()
     video_ids: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("since", "until"):
+            t = getattr(self, name)
+            if t is None:
+                continue
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) \
+                    or not EARLIEST_TIME <= t <= LATEST_TIME:
+                raise QueryError(f"`{name}` must be a time in epoch seconds between {EARLIEST_TIME:.0f} "
+                                 f"(1970) and {LATEST_TIME:.0f} (year 9999); got {t!r}")
 
     @classmethod
     def of(cls, where: HistoryFilter | None = None, *, since: float | None = None,

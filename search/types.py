@@ -12,6 +12,12 @@ ExemplarKind = Literal["text", "image", "frame"]
 EXEMPLAR_KINDS = ("text", "image", "frame")
 
 
+#: The largest K of a ``k_of_n:K`` rule (more frames than any sampler takes).
+MAX_RULE_K = 1000
+#: The longest policy description kept (it is copied into audit entries and pages).
+MAX_DESCRIPTION_CHARS = 2000
+
+
 @dataclass(frozen=True)
 class Rule:
     """How frame matches become a video verdict.
@@ -32,10 +38,10 @@ class Rule:
         t = text.strip().lower()
         if t in ("best", "best_frame", "max"):
             return cls("best", 1)
-        m = re.fullmatch(r"k_of_n:(\d+)", t)
-        if m and int(m.group(1)) >= 1:
+        m = re.fullmatch(r"k_of_n:(\d{1,9})", t)
+        if m and 1 <= int(m.group(1)) <= MAX_RULE_K:
             return cls("k_of_n", int(m.group(1)))
-        raise ConfigError(f"unknown rule {text!r}; expected 'best' or 'k_of_n:K' (K ≥ 1)")
+        raise ConfigError(f"unknown rule {text!r}; expected 'best' or 'k_of_n:K' (1 ≤ K ≤ {MAX_RULE_K})")
 
 
 @dataclass
@@ -47,17 +53,33 @@ class Policy:
     created_at: float | None = None
     updated_at: float | None = None
 
+    def check(self) -> "Policy":
+        """Refuse what no store should keep: a bad name, threshold or an over-long description."""
+        check_policy_name(self.name)
+        check_threshold(self.threshold)
+        if len(self.description) > MAX_DESCRIPTION_CHARS:
+            raise ConfigError(f"policy {self.name!r}: the description has {len(self.description)} characters; at "
+                              f"most {MAX_DESCRIPTION_CHARS} are allowed")
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["rule"] = str(self.rule)
         return d
 
 
-_POLICY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+def check_threshold(t: float) -> None:
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not -1.0 <= float(t) <= 1.0:
+        raise ConfigError(f"threshold {t!r} is not a cosine similarity; use a value in [-1, 1]")
+
+
+#: A policy name: also the API's path pattern, so schema and check agree.
+POLICY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+_POLICY_NAME = re.compile(POLICY_NAME_PATTERN)
 
 
 def check_policy_name(name: str) -> str:
-    if not _POLICY_NAME.match(name or ""):
+    if not isinstance(name, str) or not _POLICY_NAME.fullmatch(name):  # fullmatch: '$' admits a final newline
         raise ConfigError(
             f"invalid policy name {name!r}: use 1-64 letters, digits, '_', '-', '.', ':' "
             "starting with a letter or digit"

@@ -9,6 +9,7 @@ built from them must say.
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,13 +32,23 @@ def to_pil(img: ImageLike) -> Image.Image:
     return Image.fromarray(arr[..., :3].astype(np.uint8, copy=False))
 
 
+#: A text worth embedding has at least one character that is neither white space nor a control
+#: character. One pattern for the check here and for the API's schema, so both say the same.
+CONTENT_PATTERN = r"[^\s\x00-\x1f\x7f-\x9f]"
+_CONTENT = re.compile(CONTENT_PATTERN)
+
+
+def has_content(text: str | None) -> bool:
+    return bool(text) and _CONTENT.search(text) is not None
+
+
 def check_texts(texts: Sequence[str]) -> None:
     """Refuse empty texts before any model sees them: an empty prompt embeds to noise."""
     from indexer.errors import QueryError
 
     for t in texts:
-        if not t or not t.strip():
-            raise QueryError("empty text: nothing to embed")
+        if not has_content(t):
+            raise QueryError("empty text: nothing to embed (only white space or control characters)")
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

@@ -4,8 +4,11 @@ Uploads answer 202 at once with a job id; the decision comes later from a
 worker, readable at ``GET /v1/videos/{id}`` and pushed as a signed webhook.
 Every ``/v1`` route needs an API key with a scope (``ingest``, ``read``,
 ``admin``), sent as ``Authorization: Bearer sk_…`` (or ``X-API-Key``), and is
-rate limited per key in Redis. Errors are ``{"error": {"code", "message"}}``
-with the matching status code.
+rate limited per key in Redis. Every error, FastAPI's own included, is
+``{"error": {"code", "message"}}`` with the matching status code
+(:mod:`ops.hooks.asgi`). The request schemas carry every constraint the
+handlers enforce, so the OpenAPI document is the contract (Schemathesis
+checks it in the test suite).
 """
 
 from __future__ import annotations
@@ -15,38 +18,125 @@ import json
 import logging
 import re
 import threading
-import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Header, Path, Query, Request, Security
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from indexer.encoders.base import CONTENT_PATTERN
 from indexer.errors import NotFoundError, QueryError, SludgeError, StoreError
-from ops.hooks.errors import BadSource, HooksError, TooLarge, Unavailable
+from ops.faults import fault_point
+from ops.hooks.asgi import (
+    BodyGuard,
+    Guard,
+    PageHeaders,
+    error_response,
+    install_error_handlers,
+    validation_message,
+)
+from ops.hooks.docs import install_docs
+from ops.hooks.errors import BadSource, HooksError, Unavailable, UnsupportedMediaType
 from ops.hooks.jobs import fingerprint
 from ops.hooks.keys import ApiKey
 from ops.hooks.service import Hooks
 from ops.hooks.sources import check_path, check_url
 from ops.hooks.worker import upload_dir
+from search.exemplars import MAX_NOTE_CHARS, MAX_TEXT_CHARS
+from search.history import EARLIEST_TIME, LATEST_TIME
+from search.types import MAX_DESCRIPTION_CHARS, MAX_RULE_K, POLICY_NAME_PATTERN
 
 log = logging.getLogger("sludge.api")
 
 SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
+#: The multipart upload's parts; any other part is refused.
+FORM_FIELDS = ("file", "source", "meta")
+MAX_SOURCE_CHARS = 200
+MAX_META_BYTES = 16 * 1024
+MAX_META_DEPTH = 8
+#: The longest query the schema admits; ``recall.max_query_chars`` may lower it.
+MAX_QUERY_CHARS = 1000
+#: The console: no framing, no third-party anything.
+CONSOLE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; "
+                               "script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
+RULE_PATTERN = rf"^(best|k_of_n:([1-9][0-9]{{0,{len(str(MAX_RULE_K)) - 2}}}|{MAX_RULE_K}))$"
 
 
 # -- request and response bodies (they make the OpenAPI document) ----------------------------
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """No unknown fields, no coercion (``{"threshold": false}`` is not 0.0)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def check_meta(meta: Any) -> dict[str, Any]:
+    """Bounded ``meta``: it is copied into every job read and every webhook body."""
+    if not isinstance(meta, dict):
+        raise ValueError("`meta` must be a JSON object")
+    size = len(json.dumps(meta, separators=(",", ":")))
+    if size > MAX_META_BYTES:
+        raise ValueError(f"`meta` is {size} bytes of JSON; at most {MAX_META_BYTES} are allowed")
+
+    def depth(x: Any) -> int:
+        if isinstance(x, dict):
+            return 1 + max((depth(v) for v in x.values()), default=0)
+        if isinstance(x, list):
+            return 1 + max((depth(v) for v in x), default=0)
+        return 0
+    if depth(meta) > MAX_META_DEPTH:
+        raise ValueError(f"`meta` is nested more than {MAX_META_DEPTH} deep")
+    return meta
+
+
+Meta = Annotated[dict[str, Any], Field(description=f"echoed back in the decision and webhooks; at most "
+                                       f"{MAX_META_BYTES} bytes of JSON, nested at most {MAX_META_DEPTH} deep",
+                                       json_schema_extra={"maxProperties": 64})]
 
 
 class VideoByReference(Strict):
-    url: str | None = Field(None, description="http(s) URL the worker fetches (public addresses only)")
-    path: str | None = Field(None, description="absolute path under one of the server's ingest roots")
-    source: str | None = Field(None, max_length=200, description="channel or upload source, kept with the video")
-    meta: dict[str, Any] = Field(default_factory=dict, description="echoed back in the decision and webhooks")
+    """A video the worker fetches (``url``) or reads (``path``): exactly one of the two."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        "oneOf": [{"required": ["url"], "not": {"required": ["path"]}},
+                  {"required": ["path"], "not": {"required": ["url"]}}]})
+
+    # The patterns are checked by the validators below, which say what is wrong in words.
+    url: str | None = Field(None, min_length=8, max_length=4096,
+                            json_schema_extra={"pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://"},
+                            description="http(s) URL the worker fetches; its host must resolve to public "
+                                        "addresses only (else 422 `bad_source`)")
+    path: str | None = Field(None, min_length=2, max_length=4096, json_schema_extra={"pattern": r"^/"},
+                             description="absolute path of a file under one of the server's ingest roots "
+                                         "(else 422 `bad_source`)")
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://", v, re.IGNORECASE):
+            scheme = v.split(":", 1)[0] if ":" in v else ""
+            raise ValueError(f"url scheme {scheme or '(none)'!r} is not allowed: only http and https")
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("/"):
+            raise ValueError(f"path {v!r} must be absolute")
+        return v
+    source: str | None = Field(None, max_length=MAX_SOURCE_CHARS,
+                               description="channel or upload source, kept with the video")
+    meta: Meta = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "VideoByReference":
+        if (self.url is None) == (self.path is None):
+            raise ValueError("give exactly one of `url` or `path` (or upload the file as multipart `file`)")
+        check_meta(self.meta)
+        return self
 
 
 class JobAccepted(BaseModel):
@@ -70,89 +160,95 @@ class JobView(BaseModel):
     meta: dict[str, Any]
 
 
+PolicyName = Annotated[str, Path(pattern=POLICY_NAME_PATTERN, description="the policy's name")]
+ExemplarId = Annotated[str, Path(min_length=4, max_length=64, pattern=r"^[0-9a-f]+$",
+                                 description="an exemplar id, or a unique prefix of 4 or more characters")]
+JobId = Annotated[str, Path(max_length=64, description="the id `POST /v1/videos` answered")]
+Time = Annotated[float, Field(ge=EARLIEST_TIME, le=LATEST_TIME, allow_inf_nan=False,
+                              description="epoch seconds, 1970 to the end of year 9999")]
+Tag = Annotated[str, Field(min_length=1, max_length=200)]
+
+
 class RecallRequest(Strict):
-    query: str = Field(..., min_length=1)
+    query: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS, pattern=CONTENT_PATTERN,
+                       description="what to look for, in words (at most recall.max_query_chars characters, "
+                                   "some not white space)")
     limit: int = Field(20, ge=1, le=500)
-    min_score: float | None = Field(None, ge=-1, le=1)
-    since: float | None = Field(None, description="unix time")
-    until: float | None = None
-    layouts: list[str] = Field(default_factory=list)
-    sources: list[str] = Field(default_factory=list)
-    decisions: list[str] = Field(default_factory=list)
-    transcript: str | None = Field(None, description="only videos whose transcript holds every word")
+    min_score: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False)
+    since: Time | None = None
+    until: Time | None = None
+    layouts: list[Tag] = Field(default_factory=list, max_length=20)
+    sources: list[Tag] = Field(default_factory=list, max_length=100)
+    decisions: list[Tag] = Field(default_factory=list, max_length=20)
+    transcript: str | None = Field(None, min_length=1, max_length=1000, pattern=r"\w",
+                                   description="only videos whose transcript holds every word")
+
+
+class RecallView(BaseModel):
+    query: str
+    model_id: str
+    random_weights: bool
+    results: list[dict[str, Any]]
 
 
 class PolicyBody(Strict):
-    threshold: float = Field(..., ge=-1, le=1)
-    rule: str = Field("best", description="'best' or 'k_of_n:K'… as `sludge policy add --rule`")
-    description: str = ""
+    threshold: float = Field(..., ge=-1, le=1, allow_inf_nan=False)
+    rule: str = Field("best", pattern=RULE_PATTERN, description=f"'best', or 'k_of_n:K' with 1 ≤ K ≤ {MAX_RULE_K}")
+    description: str = Field("", max_length=MAX_DESCRIPTION_CHARS)
 
 
 class TextExemplarBody(Strict):
-    policy: str
-    text: str = Field(..., min_length=1)
-    note: str = ""
-    threshold: float | None = Field(None, ge=-1, le=1, description="for a new policy (default bank.default_threshold)")
+    policy: str = Field(..., pattern=POLICY_NAME_PATTERN)
+    text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, pattern=CONTENT_PATTERN,
+                      description="a description of what the policy targets; refused (422) when longer than "
+                                  "the encoder reads (77 tokens for CLIP)")
+    note: str = Field("", max_length=MAX_NOTE_CHARS)
+    threshold: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False,
+                                    description="for a new policy (default bank.default_threshold)")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
 
 
 class ErrorBody(BaseModel):
-    error: dict[str, str]
+    error: ErrorDetail
 
 
-ERRORS = {s: {"model": ErrorBody} for s in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
+class Health(BaseModel):
+    status: Literal["ok"]
 
 
-# -- the body size limit (before any parsing) -------------------------------------------------
-
-class BodyLimit:
-    """Pure ASGI middleware: refuse a body over ``limit`` bytes, by its header or as it streams."""
-
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await _error_asgi(send, TooLarge(f"request body is {int(declared)} bytes; the limit is "
-                                                    f"{self.limit} (api.max_body_bytes)"))
-        seen = 0
-        started = False
-
-        async def counted():
-            nonlocal seen
-            msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.limit:
-                    raise _BodyTooLarge()
-            return msg
-
-        async def tracking_send(msg):
-            nonlocal started
-            if msg["type"] == "http.response.start":
-                started = True
-            await send(msg)
-
-        try:
-            await self.app(scope, counted, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await _error_asgi(send, TooLarge(f"request body is over the limit of {self.limit} bytes "
-                                                 "(api.max_body_bytes)"))
+class Ready(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str]
 
 
-class _BodyTooLarge(Exception):
-    pass
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers an operation documents: those named, those any request may get."""
+    out: dict[int | str, dict[str, Any]] = {c: {"model": ErrorBody} for c in (400, 408, 413, 500, *codes)}
+    out["default"] = {"model": ErrorBody, "description": "any other error, in the same shape"}
+    return out
 
 
-async def _error_asgi(send, e: HooksError) -> None:
-    body = json.dumps({"error": {"code": e.code, "message": str(e)}}).encode()
-    await send({"type": "http.response.start", "status": e.status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
+KEYED = (401, 403, 422, 429, 503)  # every /v1 route: authentication, scope, input, rate limit, stores
+MULTIPART_SCHEMA = {
+    "type": "object", "required": ["file"], "additionalProperties": False,
+    "properties": {"file": {"type": "string", "format": "binary", "description": "the video"},
+                   "source": {"type": "string", "maxLength": MAX_SOURCE_CHARS},
+                   "meta": {"type": "string", "maxLength": MAX_META_BYTES,
+                            "description": f"a JSON object (at most {MAX_META_BYTES} bytes, nested at most "
+                                           f"{MAX_META_DEPTH} deep)"}}}
+
+IDEMPOTENCY = Header(None, alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+                     description="makes retries safe: the same key and request give the same job; 1 to 255 "
+                                 "visible ASCII characters")
+
+bearer = HTTPBearer(auto_error=False, scheme_name="bearer", bearerFormat="sk_<id>_<secret>",
+                    description="`Authorization: Bearer sk_…`; create keys with `sludge keys create`")
+header_key = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey",
+                          description="the same key in an `X-API-Key` header")
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -174,66 +270,54 @@ def create_app(app_ctx, hooks: Hooks | None = None) -> FastAPI:
     stores = Stores(app_ctx)
     bank, history = stores.bank, stores.history
 
-    api = FastAPI(title="sludge", version="0.1.0",
+    api = FastAPI(title="sludge", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Ingest, decisions, recall and exemplar-bank administration for short-video "
-                              "moderation. Authenticate with `Authorization: Bearer sk_…`.")
-    api.add_middleware(BodyLimit, limit=settings.api.max_body_bytes)
-
-    @api.middleware("http")
-    async def timing(request: Request, call_next):
-        t = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        http_seconds.labels(request.method, getattr(route, "path", "unmatched"),
-                            str(response.status_code)).observe(time.perf_counter() - t)
-        return response
+                              "moderation. Authenticate with `Authorization: Bearer sk_…` (or `X-API-Key`); "
+                              "each operation names the scope its key needs (`x-required-scope`). Every error "
+                              "is `{\"error\": {\"code\", \"message\"}}`.")
+    install_error_handlers(api)
+    install_docs(api)
 
     @api.exception_handler(HooksError)
     async def hooks_error(_request: Request, e: HooksError):
-        return JSONResponse({"error": {"code": e.code, "message": str(e)}}, status_code=e.status, headers=e.headers)
+        return error_response(e.status, str(e), code=e.code, headers=e.headers)
 
     @api.exception_handler(SludgeError)
     async def sludge_error(_request: Request, e: SludgeError):
-        status, code = ((404, "not_found") if isinstance(e, NotFoundError)
-                        else (503, "store_unavailable") if isinstance(e, StoreError)
-                        else (422, "bad_input"))
-        return JSONResponse({"error": {"code": code, "message": str(e)}}, status_code=status)
-
-    @api.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, e: RequestValidationError):
-        return JSONResponse({"error": {"code": "bad_input", "message": _validation_message(e.errors())}},
-                            status_code=422)
-
-    @api.exception_handler(ValueError)
-    async def value_error(_request: Request, e: ValueError):
-        return JSONResponse({"error": {"code": "bad_input", "message": str(e)}}, status_code=422)
+        if isinstance(e, NotFoundError):
+            return error_response(404, str(e), code="not_found")
+        if isinstance(e, StoreError):
+            return error_response(503, str(e), code="store_unavailable")
+        return error_response(422, str(e), code="bad_input")
 
     try:
         import redis
 
         @api.exception_handler(redis.RedisError)
         async def redis_error(_request: Request, e: Exception):
-            return JSONResponse({"error": {"code": "unavailable", "message": f"Redis: {e}"}}, status_code=503)
+            return error_response(503, f"Redis: {e}", code="unavailable")
     except ImportError:  # pragma: no cover - the serve extra brings redis
         pass
 
     def require(scope: str):
-        def dep(request: Request) -> ApiKey:
-            auth = request.headers.get("authorization", "")
-            presented = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-api-key")
+        def dep(security_scopes: SecurityScopes,
+                bearer_cred: HTTPAuthorizationCredentials | None = Security(bearer),
+                header_cred: str | None = Security(header_key)) -> ApiKey:
+            presented = bearer_cred.credentials if bearer_cred is not None else header_cred
             key = hooks.api_keys.authenticate(presented, scope)
             hooks.rate_limiter.hit(key.key_id)
             return key
-        return dep
+        return Security(dep, scopes=[scope])
 
     # -- health ---------------------------------------------------------------------------
 
-    @api.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
+    @api.get("/healthz", tags=["health"], response_model=Health, responses=_errors())
+    def healthz() -> Health:
         """The process is up (liveness)."""
-        return {"status": "ok"}
+        return Health(status="ok")
 
-    @api.get("/readyz", tags=["health"], responses={503: {"model": dict}})
+    @api.get("/readyz", tags=["health"], response_model=Ready,
+             responses={**_errors(), 503: {"model": Ready, "description": "a dependency is down"}})
     def readyz():
         """Redis (queue, keys) and Elasticsearch (history), when configured, answer (readiness)."""
         checks: dict[str, str] = {}
@@ -241,33 +325,36 @@ def create_app(app_ctx, hooks: Hooks | None = None) -> FastAPI:
             hooks.client.ping()
             checks["redis"] = "ok"
         except Exception as e:
-            checks["redis"] = f"down: {e.__class__.__name__}: {e}"
+            checks["redis"] = f"down: {e.__class__.__name__}"
         if settings.es_url is not None:
             checks["elasticsearch"] = _es_health(settings.es_url.get_secret_value())
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks},
                             status_code=200 if ok else 503)
 
-    @api.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    @api.get("/metrics", tags=["health"], response_class=PlainTextResponse,
+             responses={**_errors(503), 200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                                             "description": "Prometheus text format 0.0.4"}})
     def metrics():
         """Prometheus text format: jobs by state, stage latency, queue depth and lag, matches, webhooks."""
         try:
             data = generate_latest(registry)
         except Exception as e:  # Redis down: say so rather than serve a partial page
-            raise Unavailable(f"metrics need Redis: {e}") from None
+            raise Unavailable(f"metrics need Redis: {e.__class__.__name__}") from None
         return Response(data, media_type=CONTENT_TYPE_LATEST)
 
     # -- videos -----------------------------------------------------------------------------
 
     @api.post("/v1/videos", status_code=202, response_model=JobAccepted, tags=["videos"],
-              responses=ERRORS, openapi_extra={"requestBody": {"required": True, "content": {
+              responses={**_errors(*KEYED, 409, 415), 202: {"description": "queued (or replayed)", "links": {
+                  "GetJob": {"operationId": "get_video_v1_videos__job_id__get",
+                             "parameters": {"job_id": "$response.body#/id"},
+                             "description": "the job's state and, once decided, its decision"}}}},
+              openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": VideoByReference.model_json_schema()},
-                  "multipart/form-data": {"schema": {
-                      "type": "object", "required": ["file"],
-                      "properties": {"file": {"type": "string", "format": "binary"},
-                                     "source": {"type": "string"},
-                                     "meta": {"type": "string", "description": "a JSON object"}}}}}}})
-    async def submit(request: Request, key: ApiKey = Depends(require("ingest"))) -> JobAccepted:
+                  "multipart/form-data": {"schema": MULTIPART_SCHEMA}}}})
+    async def submit(request: Request, key: ApiKey = require("ingest"),
+                     idem: str = IDEMPOTENCY) -> JobAccepted:
         """Submit a video: a multipart upload (`file`), or JSON with `url` or `path`. Answers at once.
 
         Send an `Idempotency-Key` header to make retries safe: the same key and
@@ -275,58 +362,61 @@ def create_app(app_ctx, hooks: Hooks | None = None) -> FastAPI:
         """
         q = hooks.queue
         job_id = q.new_id()
-        ctype = request.headers.get("content-type", "")
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         stored = None
-        if ctype.startswith("multipart/form-data"):
-            source, meta, stored, digest = await _save_upload(request, job_id)
-            fp = fingerprint({"upload": digest, "source": meta.get("source"), "meta": meta})
-        elif ctype.startswith("application/json"):
-            try:
-                body = VideoByReference.model_validate_json(await request.body())
-            except ValidationError as e:
-                raise BadSource(f"bad JSON body: {_validation_message(e.errors())}") from None
-            if (body.url is None) == (body.path is None):
-                raise BadSource("give exactly one of `url` or `path` (or upload the file as multipart `file`)")
-            if body.url is not None:
-                check_url(body.url, settings.api.url_allow)
-                source = {"kind": "url", "url": body.url}
+        try:
+            if ctype == "multipart/form-data":
+                source, meta, stored, digest = await _save_upload(request, job_id)
+                fp = fingerprint({"upload": digest, "source": meta.get("source"), "meta": meta})
+            elif ctype == "application/json":
+                try:
+                    body = VideoByReference.model_validate_json(await request.body())
+                except ValidationError as e:
+                    raise BadSource(f"bad JSON body: {validation_message(e.errors())}") from None
+                if body.url is not None:
+                    check_url(body.url, settings.api.url_allow)
+                    source = {"kind": "url", "url": body.url}
+                else:
+                    source = {"kind": "path", "path": str(check_path(body.path, settings.api.ingest_roots))}
+                meta = {"source": body.source, **body.meta} if body.source else dict(body.meta)
+                fp = fingerprint({"ref": source, "meta": meta})
             else:
-                source = {"kind": "path", "path": str(check_path(body.path, settings.api.ingest_roots))}
-            meta = {"source": body.source, **body.meta} if body.source else dict(body.meta)
-            fp = fingerprint({"ref": source, "meta": meta})
-        else:
-            raise BadSource(f"unsupported Content-Type {ctype or '(none)'!r}: send multipart/form-data with a "
-                            "`file`, or application/json with `url` or `path`")
-        idem = request.headers.get("idempotency-key")
-        if idem is not None:
-            earlier = q.claim_idempotency(key.key_id, idem, job_id, fp)
-            if earlier is not None:
-                if stored is not None:
-                    stored.unlink(missing_ok=True)
-                job = q.get(earlier)
-                return JobAccepted(id=job.job_id, state=job.state, status_url=f"/v1/videos/{job.job_id}",
-                                   replayed=True)
-        job = q.submit(job_id, source, key_id=key.key_id, meta=meta)
-        return JobAccepted(id=job.job_id, state=job.state, status_url=f"/v1/videos/{job.job_id}")
+                raise UnsupportedMediaType(
+                    f"unsupported Content-Type {ctype or '(none)'!r}: send multipart/form-data with a `file`, "
+                    "or application/json with `url` or `path`")
+            fault_point("api.after_upload")
+            job, replayed = q.submit(job_id, source, key_id=key.key_id, meta=meta,
+                                     idempotency=(idem, fp) if idem is not None else None)
+        except BaseException:
+            if stored is not None:  # a refused or failed upload leaves nothing behind
+                stored.unlink(missing_ok=True)
+            raise
+        if replayed and stored is not None:
+            stored.unlink(missing_ok=True)  # the earlier request's copy is the one its job reads
+        return JobAccepted(id=job.job_id, state=job.state, status_url=f"/v1/videos/{job.job_id}",
+                           replayed=replayed)
 
     async def _save_upload(request: Request, job_id: str):
         from starlette.datastructures import UploadFile
 
-        form = await request.form(max_files=1, max_fields=10)
+        form = await request.form(max_files=1, max_fields=len(FORM_FIELDS))
+        dest = None
         try:
+            unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
+            if unknown:
+                raise BadSource(f"unknown multipart part(s) {', '.join(map(repr, unknown[:5]))}; the parts are "
+                                f"{', '.join(FORM_FIELDS)}")
             up = form.get("file")
             if not isinstance(up, UploadFile):
-                raise BadSource("multipart body has no `file` part")
-            raw_meta = form.get("meta")
-            try:
-                meta = json.loads(raw_meta) if isinstance(raw_meta, str) and raw_meta.strip() else {}
-            except json.JSONDecodeError as e:
-                raise BadSource(f"`meta` is not JSON: {e}") from None
-            if not isinstance(meta, dict):
-                raise BadSource("`meta` must be a JSON object")
+                raise BadSource("multipart body has no `file` part (a file, with a filename)")
+            meta = _form_meta(form.get("meta"))
             src = form.get("source")
-            if isinstance(src, str) and src:
-                meta["source"] = src[:200]
+            if isinstance(src, UploadFile):
+                raise BadSource("`source` must be a text part, not a file")
+            if src:
+                if len(src) > MAX_SOURCE_CHARS:
+                    raise BadSource(f"source: at most {MAX_SOURCE_CHARS} characters (got {len(src)})")
+                meta["source"] = src
             name = (up.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1][:200]
             suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
             dest = upload_dir(settings) / (job_id + (suffix if SUFFIX.match(suffix) else ".bin"))
@@ -336,119 +426,123 @@ def create_app(app_ctx, hooks: Hooks | None = None) -> FastAPI:
                     h.update(chunk)
                     f.write(chunk)
             if dest.stat().st_size == 0:
-                dest.unlink()
                 raise BadSource(f"uploaded file {name!r} is empty (0 bytes)")
             return {"kind": "upload", "filename": name, "bytes": dest.stat().st_size,
                     "sha256": h.hexdigest(), "stored": str(dest)}, meta, dest, h.hexdigest()
+        except BaseException:
+            if dest is not None:
+                dest.unlink(missing_ok=True)
+            raise
         finally:
             await form.close()
 
-    @api.get("/v1/videos/{job_id}", response_model=JobView, tags=["videos"], responses=ERRORS)
-    def get_video(job_id: str, key: ApiKey = Depends(require("read"))) -> JobView:
+    @api.get("/v1/videos/{job_id}", response_model=JobView, tags=["videos"], responses=_errors(*KEYED, 404))
+    def get_video(job_id: JobId, key: ApiKey = require("read")) -> JobView:
         """A job's state, and once decided its decision with the evidence."""
         return JobView(**hooks.queue.get(job_id).public())
 
     # -- recall -----------------------------------------------------------------------------
 
-    @api.post("/v1/recall", tags=["recall"], responses=ERRORS)
-    def recall(body: RecallRequest, key: ApiKey = Depends(require("read"))) -> dict[str, Any]:
+    @api.post("/v1/recall", tags=["recall"], response_model=RecallView, responses=_errors(*KEYED))
+    def recall(body: RecallRequest, key: ApiKey = require("read")) -> RecallView:
         """Text-to-frame search over every indexed upload, grouped by video (as `sludge recall`)."""
         from search.history import HistoryFilter
 
         if len(body.query) > settings.recall.max_query_chars:
             raise QueryError(f"the query has {len(body.query)} characters; at most "
-                             f"{settings.recall.max_query_chars} are allowed")
-        with model_lock:
-            vec = app_ctx.encoder.embed_texts([body.query])[0]
+                             f"{settings.recall.max_query_chars} are allowed (recall.max_query_chars)")
         where = HistoryFilter(since=body.since, until=body.until, layouts=tuple(body.layouts),
                               sources=tuple(body.sources), decisions=tuple(body.decisions))
+        with model_lock:
+            vec = app_ctx.encoder.embed_texts([body.query])[0]
         hits = history().recall(vec, limit=body.limit, min_score=body.min_score, where=where,
                                 transcript=body.transcript, frames_per_video=settings.recall.frames_per_video,
                                 snippet_chars=settings.recall.snippet_chars)
-        return {"query": body.query, "model_id": app_ctx.encoder.model_id,
-                "random_weights": bool(getattr(app_ctx.encoder, "random_weights", False)),
-                "results": [_public_hit(h.to_dict()) for h in hits]}
+        return RecallView(query=body.query, model_id=app_ctx.encoder.model_id,
+                          random_weights=bool(getattr(app_ctx.encoder, "random_weights", False)),
+                          results=[_public_hit(h.to_dict()) for h in hits])
 
     # -- the bank ---------------------------------------------------------------------------
 
-    @api.get("/v1/bank/policies", tags=["bank"], responses=ERRORS)
-    def list_policies(key: ApiKey = Depends(require("read"))) -> dict[str, Any]:
+    @api.get("/v1/bank/policies", tags=["bank"], responses=_errors(*KEYED))
+    def list_policies(key: ApiKey = require("read")) -> dict[str, Any]:
         b = bank()
         counts = b.counts()
         return {"policies": [{**p.to_dict(), "exemplars": counts.get(p.name, {})} for p in b.list_policies()]}
 
-    @api.put("/v1/bank/policies/{name}", tags=["bank"], responses=ERRORS)
-    def put_policy(name: str, body: PolicyBody, key: ApiKey = Depends(require("admin"))) -> dict[str, Any]:
+    @api.put("/v1/bank/policies/{name}", tags=["bank"], responses=_errors(*KEYED))
+    def put_policy(name: PolicyName, body: PolicyBody, key: ApiKey = require("admin")) -> dict[str, Any]:
         """Create a policy or change its threshold, rule and description (audited under the key id)."""
-        from search.types import Policy, Rule, check_policy_name
+        from search.types import Policy, Rule
 
-        check_policy_name(name)
         old = bank().get_policy(name)
         p = Policy(name, body.threshold, Rule.parse(body.rule), body.description,
                    created_at=old.created_at if old else None)
         return bank().put_policy(p, actor=f"api:{key.key_id}").to_dict()
 
-    @api.get("/v1/bank/exemplars", tags=["bank"], responses=ERRORS)
-    def list_exemplars(policy: str | None = None, enabled: bool | None = None, limit: int = 100,
-                       key: ApiKey = Depends(require("read"))) -> dict[str, Any]:
+    @api.get("/v1/bank/exemplars", tags=["bank"], responses=_errors(*KEYED))
+    def list_exemplars(policy: Annotated[str | None, Query(pattern=POLICY_NAME_PATTERN)] = None,
+                       enabled: bool | None = None, limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+                       key: ApiKey = require("read")) -> dict[str, Any]:
         from search.bank import exemplar_public
 
-        items = bank().list(policy=policy, enabled=enabled)[: max(1, min(limit, 10000))]
+        items = bank().list(policy=policy, enabled=enabled)[:limit]
         return {"exemplars": [exemplar_public(e) for e in items]}
 
-    @api.post("/v1/bank/exemplars", status_code=201, tags=["bank"], responses=ERRORS)
-    def add_text_exemplar(body: TextExemplarBody, key: ApiKey = Depends(require("admin"))) -> dict[str, Any]:
+    exemplar_id_of_201 = {"exemplar_id": "$response.body#/exemplar/exemplar_id"}
+
+    @api.post("/v1/bank/exemplars", status_code=201, tags=["bank"], responses={
+        **_errors(*KEYED), 201: {"description": "added (or already there: `created` false)", "links": {
+            "DisableExemplar": {"operationId": "toggle_exemplar_v1_bank_exemplars__exemplar_id___action__post",
+                                "parameters": {**exemplar_id_of_201, "action": "disable"}},
+            "RemoveExemplar": {"operationId": "remove_exemplar_v1_bank_exemplars__exemplar_id__delete",
+                               "parameters": exemplar_id_of_201}}}})
+    def add_text_exemplar(body: TextExemplarBody, key: ApiKey = require("admin")) -> dict[str, Any]:
         """Add a text exemplar (a description of what the policy targets), creating the policy if new."""
         from search.bank import exemplar_public
         from search.exemplars import text_exemplar
-        from search.types import check_policy_name
 
-        check_policy_name(body.policy)
         b = bank(with_encoder=True)
         actor = f"api:{key.key_id}"
+        with model_lock:  # the text is checked (and embedded) before the policy is made
+            ex, vec = text_exemplar(app_ctx.encoder, body.policy, body.text, note=body.note, added_by=actor)
         b.ensure_policy(body.policy, body.threshold if body.threshold is not None
                         else settings.bank.default_threshold, actor=actor)
-        with model_lock:
-            ex, vec = text_exemplar(app_ctx.encoder, body.policy, body.text, note=body.note, added_by=actor)
         res = b.add(ex, vec, actor=actor)
         return {"created": res.created, "exemplar": exemplar_public(res.exemplar)}
 
-    @api.post("/v1/bank/exemplars/{exemplar_id}/{action}", tags=["bank"], responses=ERRORS)
-    def toggle_exemplar(exemplar_id: str, action: Literal["enable", "disable"],
-                        key: ApiKey = Depends(require("admin"))) -> dict[str, Any]:
+    @api.post("/v1/bank/exemplars/{exemplar_id}/{action}", tags=["bank"], responses=_errors(*KEYED, 404))
+    def toggle_exemplar(exemplar_id: ExemplarId, action: Literal["enable", "disable"],
+                        key: ApiKey = require("admin")) -> dict[str, Any]:
         from search.bank import exemplar_public
 
         b = bank()
         ex = b.set_enabled(b.resolve(exemplar_id).exemplar_id, action == "enable", actor=f"api:{key.key_id}")
         return exemplar_public(ex)
 
-    @api.delete("/v1/bank/exemplars/{exemplar_id}", tags=["bank"], responses=ERRORS)
-    def remove_exemplar(exemplar_id: str, key: ApiKey = Depends(require("admin"))) -> dict[str, Any]:
+    @api.delete("/v1/bank/exemplars/{exemplar_id}", tags=["bank"], responses=_errors(*KEYED, 404))
+    def remove_exemplar(exemplar_id: ExemplarId, key: ApiKey = require("admin")) -> dict[str, Any]:
         from search.bank import exemplar_public
 
         b = bank()
         return exemplar_public(b.remove(b.resolve(exemplar_id).exemplar_id, actor=f"api:{key.key_id}"))
 
-    @api.get("/v1/bank/audit", tags=["bank"], responses=ERRORS)
-    def audit(limit: int = 100, target: str | None = None,
-              key: ApiKey = Depends(require("read"))) -> dict[str, Any]:
-        return {"entries": [e.to_dict() for e in bank().audit(limit=max(1, min(limit, 10000)), target=target)]}
+    @api.get("/v1/bank/audit", tags=["bank"], responses=_errors(*KEYED))
+    def audit(limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+              target: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+              key: ApiKey = require("read")) -> dict[str, Any]:
+        return {"entries": [e.to_dict() for e in bank().audit(limit=limit, target=target)]}
 
     from ops.console.routes import mount_console
 
     mount_console(api, app_ctx, hooks, stores, model_lock)
 
-    @api.middleware("http")
-    async def page_headers(request: Request, call_next):
-        response = await call_next(request)
-        if request.url.path.startswith("/ui"):  # the console: no framing, no third-party anything
-            response.headers.setdefault("Content-Security-Policy", "default-src 'self'; img-src 'self'; "
-                                        "style-src 'self' 'unsafe-inline'; script-src 'self'; "
-                                        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-            response.headers.setdefault("X-Frame-Options", "DENY")
-            response.headers.setdefault("Referrer-Policy", "no-referrer")
-            response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        return response
+    # Outermost last: the console's headers, then the body limits on the raw request, then the guard.
+    api.add_middleware(PageHeaders, prefix="/ui", headers=CONSOLE_HEADERS)
+    api.add_middleware(BodyGuard, limit=settings.api.max_body_bytes, idle_s=settings.api.body_idle_timeout_s)
+    api.add_middleware(Guard, api=api,
+                       observe=lambda method, route, status, s: http_seconds.labels(method, route, status).observe(s))
+    _document_scopes(api)
 
     @api.on_event("shutdown")
     def _close() -> None:
@@ -456,6 +550,48 @@ def create_app(app_ctx, hooks: Hooks | None = None) -> FastAPI:
         hooks.close()
 
     return api
+
+
+def _form_meta(raw: Any) -> dict[str, Any]:
+    """The multipart ``meta`` part: a bounded JSON object, read without deep recursion."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return {}
+    if not isinstance(raw, str):
+        raise BadSource("`meta` must be a text part holding a JSON object, not a file")
+    if len(raw.encode()) > MAX_META_BYTES:
+        raise BadSource(f"`meta` is {len(raw.encode())} bytes; at most {MAX_META_BYTES} are allowed")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise BadSource(f"`meta` is not JSON: {e}") from None
+    except RecursionError:
+        raise BadSource(f"`meta` is nested more than {MAX_META_DEPTH} deep") from None
+    try:
+        return check_meta(meta)
+    except ValueError as e:
+        raise BadSource(str(e)) from None
+
+
+def _document_scopes(api: FastAPI) -> None:
+    """Name each operation's scope in the OpenAPI document (``x-required-scope`` and its description)."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            doc = get_openapi(title=api.title, version=api.version, description=api.description,
+                              routes=api.routes)
+            for ops in doc.get("paths", {}).values():
+                for op in ops.values():
+                    scopes = {s for req in op.get("security", []) for v in req.values() for s in v}
+                    if scopes:
+                        scope = sorted(scopes)[0]
+                        op["x-required-scope"] = scope
+                        op["description"] = (op.get("description", "") +
+                                             f"\n\nNeeds an API key with the `{scope}` scope.").strip()
+            api.openapi_schema = doc
+        return api.openapi_schema
+
+    api.openapi = openapi
 
 
 class Stores:
@@ -491,12 +627,6 @@ def _public_hit(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-def _validation_message(errors: list[dict]) -> str:
-    """pydantic's errors as one line: 'field.path: problem; …' (at most five)."""
-    return "; ".join(f"{'.'.join(str(x) for x in err.get('loc', ())) or 'body'}: {err.get('msg')}"
-                     for err in errors[:5])
-
-
 def _es_health(url: str) -> str:
     try:
         from elasticsearch import Elasticsearch
@@ -505,4 +635,4 @@ def _es_health(url: str) -> str:
             status = es.cluster.health(timeout="2s")["status"]
         return "ok" if status in ("green", "yellow") else f"cluster status {status}"
     except Exception as e:
-        return f"down: {e.__class__.__name__}: {e}"
+        return f"down: {e.__class__.__name__}"

@@ -39,6 +39,11 @@ class TooLarge(HooksError):
     code = "too_large"
 
 
+class UnsupportedMediaType(HooksError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class RateLimited(HooksError):
     status = 429
     code = "rate_limited"

@@ -15,7 +15,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ops.hooks.errors import BadSource, TooLarge
 
@@ -26,8 +26,55 @@ def _networks(allow: list[str]) -> list[ipaddress._BaseNetwork]:
     return [ipaddress.ip_network(c, strict=False) for c in allow]
 
 
+# IPv6 prefixes that carry an IPv4 address in their low 32 bits and reach it through a translator or a
+# tunnel. Python 3.11's ``ipaddress`` calls most of them global, so a URL such as
+# http://[64:ff9b::a9fe:a9fe]/ (NAT64 of 169.254.169.254) would pass a plain ``is_global`` test.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: local-use translation, never public
+_V4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated "IPv4-compatible" ::a.b.c.d
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for (mapped, NAT64, 6to4, Teredo, IPv4-compatible), if any."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]  # the client's address; the server's is public by construction
+    low = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip in _NAT64:
+        return low
+    if ip in _V4_COMPATIBLE and int(ip) > 1:  # not :: and not ::1
+        return low
+    return None
+
+
+def _kind(ip: ipaddress._BaseAddress) -> str:
+    return ("unspecified" if ip.is_unspecified else "loopback" if ip.is_loopback
+            else "link-local" if ip.is_link_local else "multicast" if ip.is_multicast
+            else "private" if ip.is_private else "reserved")
+
+
+def refusal(ip: ipaddress._BaseAddress) -> str | None:
+    """Why a connection to ``ip`` is refused (e.g. 'a loopback address'), or None when it is public."""
+    if ip.version == 6:
+        if ip in _NAT64_LOCAL:
+            return "a local-use NAT64 (64:ff9b:1::/48) address"
+        inner = embedded_ipv4(ip)
+        if inner is not None and (why := refusal(inner)):
+            return f"an IPv6 form of {inner}, {why}"
+    if not ip.is_global or ip.is_multicast or ip.is_unspecified:
+        return f"a{'n' if _kind(ip)[0] in 'aeiou' else ''} {_kind(ip)} address"
+    return None
+
+
 def check_url(url: str, allow: list[str], *, allow_private: bool = False) -> list[str]:
-    """The addresses ``url``'s host resolves to, all of them acceptable; BadSource otherwise."""
+    """The addresses ``url``'s host resolves to, all of them acceptable; BadSource otherwise.
+
+    Connect to one of these (:func:`pinned`), not to the name again: a second lookup could
+    answer differently (DNS rebinding).
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise BadSource(f"url scheme {parts.scheme or '(none)'!r} is not allowed: only http and https")
@@ -40,22 +87,38 @@ def check_url(url: str, allow: list[str], *, allow_private: bool = False) -> lis
         raise BadSource(f"url {url!r} has an invalid port") from None
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as e:
-        raise BadSource(f"url host {host!r} does not resolve ({e.strerror})") from None
-    addrs = sorted({i[4][0] for i in infos})
+    except (socket.gaierror, UnicodeError) as e:
+        raise BadSource(f"url host {host!r} does not resolve ({getattr(e, 'strerror', None) or e})") from None
+    addrs = sorted({i[4][0].split("%")[0] for i in infos})
     nets = _networks(allow)
     for a in addrs:
-        ip = ipaddress.ip_address(a.split("%")[0])
+        ip = ipaddress.ip_address(a)
         if ip.version == 6 and ip.ipv4_mapped:
             ip = ip.ipv4_mapped
         if allow_private or any(ip in n for n in nets):
             continue
-        if not ip.is_global or ip.is_multicast:
-            kind = ("loopback" if ip.is_loopback else "link-local" if ip.is_link_local
-                    else "private" if ip.is_private else "reserved")
-            raise BadSource(f"url host {host!r} resolves to {ip}, a {kind} address; refused "
+        why = refusal(ip)
+        if why:
+            raise BadSource(f"url host {host!r} resolves to {ip}, {why}; refused "
                             "(allow-list its network in api.url_allow if this is intended)")
     return addrs
+
+
+def pinned(url: str, addrs: list[str]) -> tuple[str, dict[str, str], dict[str, str]]:
+    """``url`` rewritten to connect to the checked address ``addrs[0]``: (url, headers, httpx extensions).
+
+    The Host header and, for https, the TLS server name (SNI and certificate check) stay the
+    original host's, so the server sees the request it would have seen.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    ip = ipaddress.ip_address(addrs[0])
+    netloc = f"[{ip}]" if ip.version == 6 else str(ip)
+    if parts.port:
+        netloc += f":{parts.port}"
+    host_header = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return urlunsplit(parts._replace(netloc=netloc)), {"Host": host_header}, extensions
 
 
 def fetch_url(url: str, dest: Path, *, allow: list[str], max_bytes: int, timeout_s: float,
@@ -67,11 +130,12 @@ def fetch_url(url: str, dest: Path, *, allow: list[str], max_bytes: int, timeout
     tmp = dest.with_name(dest.name + ".part")
     with httpx.Client(follow_redirects=False, timeout=httpx.Timeout(min(timeout_s, 30.0))) as client:
         for _hop in range(MAX_REDIRECTS + 1):
-            check_url(url, allow, allow_private=allow_private)
+            target, headers, extensions = pinned(url, check_url(url, allow, allow_private=allow_private))
             try:
-                with client.stream("GET", url, headers={"User-Agent": "sludge-ingest/0.1"}) as resp:
+                with client.stream("GET", target, headers={"User-Agent": "sludge-ingest/0.1", **headers},
+                                   extensions=extensions) as resp:
                     if resp.is_redirect:
-                        url = str(resp.url.join(resp.headers.get("location", "")))
+                        url = str(httpx.URL(url).join(resp.headers.get("location", "")))
                         continue
                     if resp.status_code != 200:
                         raise BadSource(f"fetching {url}: HTTP {resp.status_code}")

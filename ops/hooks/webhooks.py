@@ -216,13 +216,14 @@ class Webhooks:
         status, error = "", ""
         t0 = time.perf_counter()
         try:
-            from ops.hooks.sources import check_url
+            from ops.hooks.sources import check_url, pinned
 
-            check_url(sub.url, self.url_allow, allow_private=self.allow_private)
-            headers = sign_headers(sub.secret, did, time.time(), d["body"])
+            target, host, extensions = pinned(sub.url, check_url(sub.url, self.url_allow,
+                                                                 allow_private=self.allow_private))
+            headers = {**sign_headers(sub.secret, did, time.time(), d["body"]), **host}
             if self._http is None:
                 self._http = httpx.Client(timeout=self.timeout_s, follow_redirects=False)
-            resp = self._http.post(sub.url, content=d["body"].encode(), headers=headers)
+            resp = self._http.post(target, content=d["body"].encode(), headers=headers, extensions=extensions)
             status = str(resp.status_code)
             ok = 200 <= resp.status_code < 300
             if not ok:

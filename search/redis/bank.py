@@ -63,7 +63,6 @@ from indexer.pdq import MATCH_DISTANCE, MIN_QUALITY
 from search.bank import (
     ExemplarBank,
     Reembed,
-    check_threshold,
     default_actor,
     exemplar_id,
     exemplar_public,
@@ -80,7 +79,6 @@ from search.types import (
     Policy,
     RebuildReport,
     Rule,
-    check_policy_name,
 )
 
 SCHEMA_VERSION = 1
@@ -335,8 +333,7 @@ class RedisBank(ExemplarBank):
     # -- policies ---------------------------------------------------------------------
 
     def put_policy(self, policy: Policy, *, actor: str | None = None) -> Policy:
-        check_policy_name(policy.name)
-        check_threshold(policy.threshold)
+        policy.check()
 
         def body(pipe: Any) -> Policy:
             self._check_not_rebuilding(pipe)
