@@ -49,7 +49,10 @@ def own_redis(tmp_path_factory):
 def stack(tmp_path_factory, own_redis, es_server):
     s = Stack(tmp_path_factory.mktemp("faults"), f"redis://127.0.0.1:{own_redis.port}/0", es_server.url)
     s.env.update({"SLUDGE_FAULT_DIR": str(s.tmp), "SLUDGE_HOOKS__MAX_ATTEMPTS": "2",
-                  "SLUDGE_API__RATE_LIMIT": "100000/minute"})
+                  "SLUDGE_API__RATE_LIMIT": "100000/minute",
+                  # a worker's retention pass holds its lock for one interval: keep it short for every
+                  # worker here, or the first one started would keep the retention test's workers out
+                  "SLUDGE_RETENTION__INTERVAL_S": "1"})
     yield from flagging_stack(s, "faults")
 
 
@@ -231,10 +234,9 @@ def test_retention_keeps_queued_uploads_and_workers_apply_it(stack, clip_a, clip
     """Retention deletes the uploads of finished jobs, never of queued ones (by hand and in the workers);
     /metrics reports it."""
     uploads = stack.tmp / "data" / "uploads"
-    tiny = {"SLUDGE_RETENTION__UPLOADS_MAX_AGE_DAYS": "0.00001",  # under a second
-            "SLUDGE_RETENTION__INTERVAL_S": "1"}  # (the pass's lock is held for one interval)
+    tiny = {"SLUDGE_RETENTION__UPLOADS_MAX_AGE_DAYS": "0.00001"}  # under a second
     with stack.client(stack.admin) as c:
-        w = stack.start_worker("w-before-retention", env={"SLUDGE_RETENTION__INTERVAL_S": "1"})
+        w = stack.start_worker("w-before-retention")
         try:
             done = upload(c, clip_a, idem="retention-done").json()["id"]
             assert decided(c, done)["state"] == "decided"

@@ -45,6 +45,9 @@ def serve_cmd(ctx: click.Context, host: str | None, port: int | None, log_level:
     hooks = Hooks(app.settings)  # fails now, with the reason, when Redis is not configured
     hooks.client.ping()
     _service_logs()
+    # The encoder (recall, text exemplars) is loaded before the first request, not by it: a model load
+    # takes seconds, and the first caller would wait for it.
+    app.encoder  # noqa: B018
     api = create_app(app, hooks)
     host = host or app.settings.api.host
     port = port or app.settings.api.port
