@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO))
 
 
 def build_set(workdir: Path, duration: float) -> list[Path]:
-    from indexer.composite import make_composite
-    from indexer.layout_devset import find_clips
+    from ops.synthetic.composite import make_composite
+    from ops.synthetic.devset import find_clips
 
     clips = find_clips(MEDIA, "dev") + find_clips(MEDIA, "heldout")
     clips = [c for c in clips if c.width >= 640] or clips

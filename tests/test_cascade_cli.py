@@ -58,7 +58,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> dict[str, Path]:
-    from indexer.composite import make_composite, make_single
+    from ops.synthetic.composite import make_composite, make_single
 
     d = tmp_path_factory.mktemp("cascade_media")
     return {

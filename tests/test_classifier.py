@@ -41,7 +41,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    from indexer.composite import make_composite, make_single
+    from ops.synthetic.composite import make_composite, make_single
 
     d = tmp_path_factory.mktemp("vq_data")
     rows = []

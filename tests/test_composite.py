@@ -1,4 +1,4 @@
-"""Tests for indexer.composite: every check decodes the generated file with PyAV.
+"""Tests for ops.synthetic.composite: every check decodes the generated file with PyAV.
 
 Videos are small (a few hundred pixels, 1-2 s) so the whole file runs in well
 under a minute on two cores. Tests that need real media use ../shared/media
@@ -16,7 +16,7 @@ import av
 import numpy as np
 import pytest
 
-from indexer.composite import (
+from ops.synthetic.composite import (
     GENERATED_KINDS,
     LAYOUTS,
     Feed,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from indexer.composite import make_composite, make_single
+from ops.synthetic.composite import make_composite, make_single
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 
@@ -26,7 +26,7 @@ FEEDS = ["gen:mandelbrot:1", "gen:life:2", "gen:cellauto:3", "gen:plasma:4"]
 
 
 def _kinds() -> list[str]:
-    from indexer.composite import GENERATED_KINDS
+    from ops.synthetic.composite import GENERATED_KINDS
 
     return list(GENERATED_KINDS)
 
@@ -184,7 +184,8 @@ def test_feeds_of_equal_brightness_are_told_apart_by_colour():
 
     import numpy as np
 
-    from indexer.layout import DEFAULT_PARAMS, _gray, classify_runs
+    from indexer.layout import DEFAULT_PARAMS, classify_runs
+    from indexer.layout.frames import gray as _gray
 
     h, w = 224, 126
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -216,7 +217,8 @@ def test_borderless_inset_of_equal_brightness_is_found_by_colour():
 
     import numpy as np
 
-    from indexer.layout import DEFAULT_PARAMS, _gray, classify_runs
+    from indexer.layout import DEFAULT_PARAMS, classify_runs
+    from indexer.layout.frames import gray as _gray
 
     h, w = 126, 224  # a 1280x720 video at the analysis size
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -315,19 +317,19 @@ def test_side_on_the_edge_of_a_thin_stripe_in_one_picture_is_not_a_seam():
     insets sit; pip_corner 0.5 counts every rectangle as in a corner, so this rule is tested alone."""
     import dataclasses
 
-    from indexer import layout
     from indexer.layout import DEFAULT_PARAMS, classify_runs
+    from indexer.layout import seams as layout
 
     runs = _tiled_floor(30, None)
     anywhere = dataclasses.replace(DEFAULT_PARAMS, pip_corner=0.5)
     assert classify_runs(runs, 720, 1280).layout == "single_scene"
     assert classify_runs(runs, 720, 1280, anywhere).layout == "single_scene"
-    real = layout._continuity
+    real = layout.continuity
     try:  # the case this is about: continuity measured 3 px off the side only
-        layout._continuity = lambda g, m, pos, k=3, exclude=(): real(g, m, pos, 3, exclude)
+        layout.continuity = lambda g, m, pos, k=3, exclude=(): real(g, m, pos, 3, exclude)
         assert classify_runs(runs, 720, 1280, anywhere).layout == "picture-in-picture"
     finally:
-        layout._continuity = real
+        layout.continuity = real
 
 
 @pytest.mark.parametrize("crossing", [False, True], ids=["two-feeds", "one-wall-person-across"])
@@ -373,7 +375,8 @@ def test_dark_divider_between_a_busy_feed_and_a_plain_wall():
     import numpy as np
     from PIL import Image
 
-    from indexer.layout import _divider, classify_runs
+    from indexer.layout import classify_runs
+    from indexer.layout.seams import divider as _divider
 
     H, W = 640, 360
     y, x = np.mgrid[0:H, 0:W].astype(np.float32)
@@ -403,8 +406,9 @@ def test_thin_divider_whose_edges_take_turns_is_one_straight_seam():
     import numpy as np
     from PIL import Image
 
-    from indexer import layout
-    from indexer.layout import _divider, classify_runs
+    from indexer.layout import classify_runs
+    from indexer.layout import seams as layout
+    from indexer.layout.seams import divider as _divider
 
     H, W = 720, 1280
     y, x = np.mgrid[0:H, 0:W].astype(np.float32)
@@ -427,12 +431,12 @@ def test_thin_divider_whose_edges_take_turns_is_one_straight_seam():
     assert res.layout == "horizontal" and len(res.regions) == 2, res.evidence
     assert abs(res.regions[1][0] - 640) <= 12
     # the case this is about: without the stripe, the line is not straight enough to be a seam
-    real = layout._divider
+    real = layout.divider
     try:
-        layout._divider = lambda *a, **k: None
+        layout.divider = lambda *a, **k: None
         assert classify_runs(runs, W, H).layout == "single_scene"
     finally:
-        layout._divider = real
+        layout.divider = real
 
 
 def test_short_video_with_one_keyframe_is_sampled_over_its_whole_length(tmp_path):
@@ -477,9 +481,9 @@ def test_blur_fill_is_one_feed(tmp_path, kind, canvas):
     the feed between them, and are its fill."""
     import dataclasses
 
-    from indexer.composite import make_single
+    from ops.synthetic.composite import make_single
     from indexer.layout import DEFAULT_PARAMS
-    from indexer.layout_devset import Clip, _custom
+    from ops.synthetic.devset import Clip, _custom
 
     w, h = (320, 180) if canvas[0] < canvas[1] else (180, 320)  # a clip of the other orientation
     src = make_single(tmp_path / "clip.mp4", source=f"gen:{kind}:3", canvas=(w, h), duration=2.0, audio=None,
@@ -498,7 +502,7 @@ def test_blur_fill_is_one_feed(tmp_path, kind, canvas):
 def test_box_blur_means_over_windows_with_edges_repeated():
     import numpy as np
 
-    from indexer.layout import _box_blur
+    from indexer.layout.frames import box_blur as _box_blur
 
     a = np.zeros((1, 9, 9))
     a[0, 4, 4] = 9.0
@@ -512,7 +516,7 @@ def test_real_clip_negatives(tmp_path):
     """Caption band, letterbox and blur fill around one real clip stay single (needs ../shared/media)."""
     from conftest import SHARED_MEDIA
 
-    from indexer.layout_devset import Clip, _custom
+    from ops.synthetic.devset import Clip, _custom
 
     src = SHARED_MEDIA / "video/real/facebookresearch-sam2__02_cups.mp4"
     if not src.exists():
@@ -550,7 +554,7 @@ def test_things_in_one_picture_are_not_feeds(tmp_path, clip, size, kind, canvas,
     from conftest import SHARED_MEDIA
 
     from indexer.layout import DEFAULT_PARAMS
-    from indexer.layout_devset import Clip, _custom
+    from ops.synthetic.devset import Clip, _custom
 
     src = SHARED_MEDIA / "video/real" / clip
     if not src.exists():
@@ -622,7 +626,7 @@ def test_eval_layout_reports_metrics(made, tmp_path):
 
 
 def test_metrics_and_bootstrap():
-    from indexer.layout_devset import layout_metrics
+    from indexer.layout.evaluate import layout_metrics
 
     truth = ["single_scene"] * 50 + ["vertical"] * 50
     pred = ["single_scene"] * 49 + ["vertical"] + ["vertical"] * 45 + ["grid"] * 5
@@ -637,7 +641,7 @@ def test_metrics_and_bootstrap():
 
 
 def test_devset_recipe_is_data_and_pools_split_by_file():
-    from indexer.layout_devset import RECIPE, clip_pool
+    from ops.synthetic.devset import RECIPE, clip_pool
 
     assert {t["label"] for t in RECIPE} == set(LAYOUTS)
     kinds = {t["kind"] for t in RECIPE}
@@ -650,7 +654,7 @@ def test_devset_recipe_is_data_and_pools_split_by_file():
 def test_same_source_templates_draw_their_feeds_from_one_source():
     import random
 
-    from indexer.layout_devset import RECIPE, Clip, _one_source, source_of
+    from ops.synthetic.devset import RECIPE, Clip, _one_source, source_of
 
     assert source_of("/m/video/real/intel-iot__bird.mkv") == "intel-iot"
     assert source_of("/m/clip.mp4") == "clip"
@@ -668,7 +672,7 @@ def test_single_only_set_is_the_negatives_scaled():
     """``--single-only`` plans the single-feed templates alone (needs ../shared/media)."""
     from conftest import SHARED_MEDIA
 
-    from indexer.layout_devset import RECIPE, plan_devset
+    from ops.synthetic.devset import RECIPE, plan_devset
 
     if not (SHARED_MEDIA / "video/real").is_dir():
         pytest.skip("shared media not present")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from indexer import composite
+from ops.synthetic import composite
 from indexer.errors import ConfigError
 from ops.cli.output import emit_json, out_console
 

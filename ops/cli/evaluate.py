@@ -44,7 +44,7 @@ def eval_layout_cmd(directory: str, labels: str | None, resamples: int, seed: in
     A video that cannot be read counts as predicted "error".
     """
     from indexer.layout import LAYOUTS
-    from indexer.layout_devset import layout_metrics, read_labels
+    from indexer.layout.evaluate import layout_metrics, read_labels
 
     labels_path = Path(labels) if labels else Path(directory) / "labels.csv"
     if not labels_path.exists():
@@ -115,8 +115,8 @@ def eval_layout_cmd(directory: str, labels: str | None, resamples: int, seed: in
               help="Single-feed templates only: a set of negatives for the false-positive rate.")
 def build_layout_set_cmd(out_dir: str, media_dir: str | None, pool: str, seed: int, scale: float,
                          single_only: bool) -> None:
-    """Build the layout development set (recipe: indexer/layout_devset.py) into OUT_DIR with labels.csv."""
-    from indexer.layout_devset import build_devset
+    """Build the layout development set (recipe: ops/synthetic/devset.py) into OUT_DIR with labels.csv."""
+    from ops.synthetic.devset import build_devset
 
     media = Path(media_dir) if media_dir else Path(__file__).resolve().parents[2].parent / "shared" / "media"
     if not media.is_dir():

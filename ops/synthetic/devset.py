@@ -11,7 +11,7 @@ the file name (:func:`clip_pool`), so a detector tuned on ``dev`` can be
 checked on composites of clips it has never seen (``--pool heldout``).
 
 Standard stacks, grids and picture-in-picture go through the project's
-generator (:func:`indexer.composite.make_composite`); the rest (feeds of
+generator (:func:`ops.synthetic.composite.make_composite`); the rest (feeds of
 different sizes, caption bands, logos, burned-in text, borders, pans, still
 shots) are one ffmpeg filter graph each, built here.
 """
@@ -28,7 +28,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexer.composite import _monotonic_setpts, make_composite
+from ops.synthetic.composite import _monotonic_setpts, make_composite
 
 FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
@@ -437,9 +437,9 @@ def build_devset(out_dir: str | Path, media_dir: str | Path, pool: str = "dev", 
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    ap = argparse.ArgumentParser(description="Build the layout development set (see indexer/layout_devset.py).")
+    ap = argparse.ArgumentParser(description="Build the layout development set (see ops/synthetic/devset.py).")
     ap.add_argument("out_dir")
-    ap.add_argument("--media-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "media"))
+    ap.add_argument("--media-dir", default=str(Path(__file__).resolve().parents[2].parent / "shared" / "media"))
     ap.add_argument("--pool", choices=["dev", "heldout"], default="dev")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every template's count")
@@ -453,72 +453,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-# ---------------------------------------------------------------- evaluation
-
-def read_labels(labels_csv: str | Path, base: str | Path | None = None) -> list[tuple[str, str]]:
-    """(path, layout) pairs from a CSV with columns path,layout; relative paths resolve against base
-    (default: the CSV's folder)."""
-    labels_csv = Path(labels_csv)
-    base = Path(base) if base is not None else labels_csv.parent
-    out = []
-    with open(labels_csv, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or "path" not in reader.fieldnames or "layout" not in reader.fieldnames:
-            raise ValueError(f"{labels_csv}: needs columns path,layout (got {reader.fieldnames})")
-        for row in reader:
-            p = Path(row["path"])
-            out.append((str(p if p.is_absolute() else base / p), row["layout"].strip()))
-    return out
-
-
-def _metric_values(truth: list[str], pred: list[str], classes: list[str]) -> dict[str, float]:
-    import numpy as np
-
-    t = np.array(truth)
-    q = np.array(pred)
-    m: dict[str, float] = {}
-    n = len(t)
-    m["accuracy"] = float(np.mean(t == q)) if n else float("nan")
-    tm = t != "single_scene"
-    qm = q != "single_scene"
-    m["multi_feed_accuracy"] = float(np.mean(tm == qm)) if n else float("nan")
-    m["false_positive_rate"] = float(np.mean(qm[~tm])) if (~tm).any() else float("nan")
-    m["multi_feed_recall"] = float(np.mean(qm[tm])) if tm.any() else float("nan")
-    for c in classes:
-        tp = float(np.sum((t == c) & (q == c)))
-        m[f"precision[{c}]"] = tp / float(np.sum(q == c)) if np.sum(q == c) else float("nan")
-        m[f"recall[{c}]"] = tp / float(np.sum(t == c)) if np.sum(t == c) else float("nan")
-    return m
-
-
-def layout_metrics(truth: list[str], pred: list[str], n_boot: int = 1000, seed: int = 0,
-                   classes: list[str] | None = None) -> dict:
-    """Accuracy, one-vs-several accuracy, false-positive rate on single-feed videos, per-class
-    precision/recall, the confusion matrix, and 95 % percentile bootstrap intervals (resampling
-    videos with replacement, ``n_boot`` times)."""
-    import numpy as np
-
-    from indexer.layout import LAYOUTS
-
-    classes = list(classes or LAYOUTS)
-    extra = sorted({x for x in list(truth) + list(pred) if x not in classes})
-    classes += extra
-    point = _metric_values(truth, pred, classes)
-    rng = np.random.default_rng(seed)
-    n = len(truth)
-    t = np.array(truth)
-    q = np.array(pred)
-    boots: dict[str, list[float]] = {k: [] for k in point}
-    for _ in range(n_boot if n else 0):
-        idx = rng.integers(0, n, n)
-        for k, v in _metric_values(list(t[idx]), list(q[idx]), classes).items():
-            boots[k].append(v)
-    ci = {}
-    for k, vals in boots.items():
-        a = np.array([v for v in vals if v == v])
-        ci[k] = [float(np.quantile(a, 0.025)), float(np.quantile(a, 0.975))] if a.size else [None, None]
-    confusion = {tc: {pc: int(np.sum((t == tc) & (q == pc))) for pc in classes} for tc in classes}
-    return {"n": n, "n_single": int(np.sum(t == "single_scene")), "metrics": point, "ci95": ci,
-            "confusion": confusion, "classes": classes, "bootstrap": {"resamples": n_boot, "seed": seed}}
