@@ -150,9 +150,15 @@ class Stack:
         p, log = self.spawn(name, "worker", "--name", name, env=env)
 
         def ready():
-            if p.poll() is not None:
-                raise AssertionError(f"worker {name} exited: {log.read_text()}")
-            return "ready" in log.read_text()
+            # read the log before polling: a worker told to die on its first job may be ready and gone
+            # between two looks, and that is a worker that started
+            exited = p.poll() is not None
+            text = log.read_text()
+            if "ready" in text:
+                return True
+            if exited:
+                raise AssertionError(f"worker {name} exited: {text}")
+            return False
         wait_for(ready, 120, f"worker {name}")
         return p
 
