@@ -25,6 +25,9 @@ DEMO_ENV := SLUDGE_DATA_DIR=$(DEMO_DIR)/data SLUDGE_ENCODER__ON_MISSING_WEIGHTS=
 $(STAMP): pyproject.toml Makefile
 	@command -v ffmpeg >/dev/null || { echo "installing ffmpeg (Debian package)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ffmpeg >/dev/null; }
+	@# the layout sets burn captions and subtitles in with this font (without it: blocks of the same size)
+	@test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf || { echo "installing fonts-dejavu-core (Debian package)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq fonts-dejavu-core >/dev/null; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[dev,redis,es,classifier,openvino,serve]'

@@ -10,6 +10,7 @@ machine is shared, so rates are compared within one run):
   detector that reads the whole video would start from;
 - sampling: the layout detector's own decoding (seek + short runs, scaled);
 - layout: ``analyze_layout`` end to end (decode + analysis), one process;
+- rules alone: the same without the learned inset scorer (what the scorer costs);
 - layout x N: the same over a pool of N worker processes (default: cores).
 
 Last line of output: one JSON object with every figure.
@@ -35,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 def build_set(workdir: Path, duration: float) -> list[Path]:
     from ops.synthetic.composite import make_composite
-    from ops.synthetic.devset import find_clips
+    from ops.synthetic.media import find_clips
 
     clips = find_clips(MEDIA, "dev") + find_clips(MEDIA, "heldout")
     clips = [c for c in clips if c.width >= 640] or clips
@@ -88,6 +89,15 @@ def layout_one(path: Path) -> str:
     return analyze_layout(path).layout
 
 
+def rules_one(path: Path) -> str:
+    """The rules alone (no learned inset scorer): what the scorer costs, side by side."""
+    import dataclasses
+
+    from indexer.layout import DEFAULT_PARAMS, analyze_layout
+
+    return analyze_layout(path, dataclasses.replace(DEFAULT_PARAMS, use_scorer=False)).layout
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default="/tmp/sludge-bench-layout", help="where the test videos are built")
@@ -99,7 +109,7 @@ def main() -> None:
     videos = build_set(Path(args.workdir), args.duration)
     info = machine_info()
     print("machine:", json.dumps(info))
-    times = {"decode_only": 0.0, "sampling": 0.0, "layout": 0.0}
+    times = {"decode_only": 0.0, "sampling": 0.0, "layout": 0.0, "rules": 0.0}
     frames_decoded = frames_sampled = 0
     layouts = {}
     runs = 0
@@ -114,6 +124,9 @@ def main() -> None:
             t = time.perf_counter()
             layouts[v.name] = layout_one(v)
             times["layout"] += time.perf_counter() - t
+            t = time.perf_counter()
+            rules_one(v)
+            times["rules"] += time.perf_counter() - t
             runs += 1
     t = time.perf_counter()
     batch = [v for _ in range(args.repeat) for v in videos]
@@ -137,6 +150,8 @@ def main() -> None:
         "layout_videos_per_min_1proc": vpm(times["layout"]),
         f"layout_videos_per_min_{args.workers}proc": vpm(pool_s, len(batch)),
         "layout_ms_per_video_1proc": round(1000 * times["layout"] / runs, 1),
+        "rules_alone_videos_per_min_1proc": vpm(times["rules"]),
+        "scorer_cost_ratio": round(times["layout"] / times["rules"], 2),
         "speedup_vs_decode_only": round(times["decode_only"] / times["layout"], 1),
         "layouts": layouts,
         "machine": info,
@@ -147,6 +162,8 @@ def main() -> None:
           f"({result['frames_decoded_for_layout_per_video']} frames kept per video)")
     print(f"layout, 1 process           : {result['layout_videos_per_min_1proc']:>8} videos/min "
           f"({result['layout_ms_per_video_1proc']} ms/video)")
+    print(f"rules alone, 1 process      : {result['rules_alone_videos_per_min_1proc']:>8} videos/min "
+          f"(with the scorer: x{result['scorer_cost_ratio']} the time)")
     print(f"layout, {args.workers} processes         : {result[f'layout_videos_per_min_{args.workers}proc']:>8} "
           "videos/min")
     print(f"layouts: {layouts}")

@@ -19,7 +19,7 @@ from ops.synthetic.composite import make_composite, make_single
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 
-from indexer.layout import LAYOUTS, LayoutResult, analyze_layout  # noqa: E402
+from indexer.layout import LAYOUTS, LayoutResult, analyze_layout
 
 # Moving, textured generated feeds with no internal straight edges of their own.
 FEEDS = ["gen:mandelbrot:1", "gen:life:2", "gen:cellauto:3", "gen:plasma:4"]
@@ -234,9 +234,11 @@ def test_borderless_inset_of_equal_brightness_is_found_by_colour():
         return img
 
     runs = _synthetic_runs(frame)
-    grey_only = classify_runs(runs, 1280, 720, dataclasses.replace(DEFAULT_PARAMS, chroma=False))
+    rules = dataclasses.replace(DEFAULT_PARAMS, use_scorer=False)  # the edges, judged by the rules alone
+    grey_only = classify_runs(runs, 1280, 720, dataclasses.replace(rules, chroma=False))
     assert grey_only.layout == "single_scene", grey_only.evidence
-    _assert_inset(classify_runs(runs, 1280, 720), (x0, y0, x1, y1), (w, h))
+    _assert_inset(classify_runs(runs, 1280, 720, rules), (x0, y0, x1, y1), (w, h))
+    assert classify_runs(runs, 1280, 720).layout == "picture-in-picture"  # and by the scorer
 
 
 def test_corner_inset_whose_inner_side_matches_the_picture_under_it():
@@ -305,23 +307,25 @@ def test_inset_over_a_background_full_of_straight_lines():
 
     box = (6, 6, 50, 84)  # top-left corner, 6 px in
     runs = _tiled_floor(56, box)
-    shallow = dataclasses.replace(DEFAULT_PARAMS, pip_tries=40)
+    # the rules alone: the scorer measures only the best-ranked 40 rectangles (pip_scored), and over
+    # this floor it takes a rectangle of grout lines for the inset (README: what still fails)
+    rules = dataclasses.replace(DEFAULT_PARAMS, use_scorer=False)
+    shallow = dataclasses.replace(rules, pip_tries=40)
     assert classify_runs(runs, 720, 1280, shallow).layout == "single_scene"  # the case this is about
-    _assert_inset(classify_runs(runs, 720, 1280), box, (126, 224))
+    _assert_inset(classify_runs(runs, 720, 1280, rules), box, (126, 224))
 
 
 def test_side_on_the_edge_of_a_thin_stripe_in_one_picture_is_not_a_seam():
     """A rectangle side placed 2 px off a grout line sees the line itself 3 px across, so the picture
     does not seem to continue; measured further off as well, it does, and no rectangle of grout lines
-    and their edges is taken for an inset. Most such rectangles are away from the corners, where
-    insets sit; pip_corner 0.5 counts every rectangle as in a corner, so this rule is tested alone."""
+    and their edges is taken for an inset (insets are sought anywhere, not only in corners)."""
     import dataclasses
 
     from indexer.layout import DEFAULT_PARAMS, classify_runs
     from indexer.layout import seams as layout
 
     runs = _tiled_floor(30, None)
-    anywhere = dataclasses.replace(DEFAULT_PARAMS, pip_corner=0.5)
+    anywhere = dataclasses.replace(DEFAULT_PARAMS, use_scorer=False)  # the rules alone
     assert classify_runs(runs, 720, 1280).layout == "single_scene"
     assert classify_runs(runs, 720, 1280, anywhere).layout == "single_scene"
     real = layout.continuity
@@ -481,15 +485,16 @@ def test_blur_fill_is_one_feed(tmp_path, kind, canvas):
     the feed between them, and are its fill."""
     import dataclasses
 
-    from ops.synthetic.composite import make_single
     from indexer.layout import DEFAULT_PARAMS
-    from ops.synthetic.devset import Clip, _custom
+    from ops.synthetic.cases import compose_case
+    from ops.synthetic.composite import make_single
+    from ops.synthetic.media import Clip
 
     w, h = (320, 180) if canvas[0] < canvas[1] else (180, 320)  # a clip of the other orientation
     src = make_single(tmp_path / "clip.mp4", source=f"gen:{kind}:3", canvas=(w, h), duration=2.0, audio=None,
                       preset="ultrafast", crf=23)
     out = tmp_path / "fill.mp4"
-    _custom(out, "blur_fill", [(Clip(str(src), 2.0, w, h), 0.0)], canvas, random.Random(1), 23)
+    compose_case(out, "blur_fill", [(Clip(str(src), 2.0, w, h), 0.0)], canvas, random.Random(1), 23)
     r = analyze_layout(out)
     assert r.layout == "single_scene", r.evidence
     fill = [e["fill"] for e in r.evidence["seams"] if "fill" in e]
@@ -516,7 +521,8 @@ def test_real_clip_negatives(tmp_path):
     """Caption band, letterbox and blur fill around one real clip stay single (needs ../shared/media)."""
     from conftest import SHARED_MEDIA
 
-    from ops.synthetic.devset import Clip, _custom
+    from ops.synthetic.cases import compose_case
+    from ops.synthetic.media import Clip
 
     src = SHARED_MEDIA / "video/real/facebookresearch-sam2__02_cups.mp4"
     if not src.exists():
@@ -524,7 +530,7 @@ def test_real_clip_negatives(tmp_path):
     clip = Clip(str(src), 10.0, 1280, 720)
     for kind in ("caption", "letterbox", "blur_fill"):
         out = tmp_path / f"{kind}.mp4"
-        _custom(out, kind, [(clip, 1.0)], (180, 320), random.Random(3), 26)
+        compose_case(out, kind, [(clip, 1.0)], (180, 320), random.Random(3), 26)
         r = analyze_layout(out)
         assert r.layout == "single_scene", (kind, r.evidence)
 
@@ -535,9 +541,9 @@ def test_real_clip_negatives(tmp_path):
     ("intel-iot-devkit-sample-videos__want.mkv", (1.5, 640, 480), "blur_fill", (540, 960), 0, 26, 0.0,
      {"min_straight_strong": 0.55}, "horizontal"),
     # the stripes of a plaid shirt make a rectangle in the middle of the picture whose sides pass as
-    # seams; insets sit in corners (pip_corner 0.5 makes every rectangle count as in a corner)
+    # seams; the rules alone, seeking insets anywhere, take it for one (the scorer does not)
     ("intel-iot-devkit-sample-videos__want.mkv", (1.6, 640, 480), "caption", (360, 640), 687274382, 28, 0.0,
-     {"pip_corner": 0.5}, "picture-in-picture"),
+     {}, "picture-in-picture"),
     # a wall-floor line crossed by a walking person: some structure (0.31) and some co-motion (0.59)
     # across a very strong step, each under its own lenient limit, not both
     ("intel-iot-devkit-sample-videos__one-by-one-person-detection.mp4", (139.4, 768, 432), "letterbox",
@@ -548,21 +554,22 @@ def test_real_clip_negatives(tmp_path):
 ])
 def test_things_in_one_picture_are_not_feeds(tmp_path, clip, size, kind, canvas, seed, crf, offset, before, was):
     """Single real clips (needs ../shared/media) that the rule each case names used to split, checked
-    with the rule turned back (the values before)."""
+    with the rules alone and the rule turned back (the values before)."""
     import dataclasses
 
     from conftest import SHARED_MEDIA
 
     from indexer.layout import DEFAULT_PARAMS
-    from ops.synthetic.devset import Clip, _custom
+    from ops.synthetic.cases import compose_case
+    from ops.synthetic.media import Clip
 
     src = SHARED_MEDIA / "video/real" / clip
     if not src.exists():
         pytest.skip("shared media not present")
     out = tmp_path / "one.mp4"
-    _custom(out, kind, [(Clip(str(src), *size), offset)], canvas, random.Random(seed), crf)
+    compose_case(out, kind, [(Clip(str(src), *size), offset)], canvas, random.Random(seed), crf)
     assert analyze_layout(out).layout == "single_scene"
-    assert analyze_layout(out, dataclasses.replace(DEFAULT_PARAMS, **before)).layout == was
+    assert analyze_layout(out, dataclasses.replace(DEFAULT_PARAMS, use_scorer=False, **before)).layout == was
 
 
 @pytest.mark.parametrize("layout,clips,canvas,expected", [
@@ -640,46 +647,27 @@ def test_metrics_and_bootstrap():
     assert rep["confusion"]["vertical"]["grid"] == 5
 
 
-def test_devset_recipe_is_data_and_pools_split_by_file():
-    from ops.synthetic.devset import RECIPE, clip_pool
+def test_clip_pools_split_by_file_and_sources_by_name():
+    from ops.synthetic.media import clip_pool, source_of
 
-    assert {t["label"] for t in RECIPE} == set(LAYOUTS)
-    kinds = {t["kind"] for t in RECIPE}
-    assert {"letterbox", "caption", "logo", "text", "border"} <= kinds
     assert clip_pool("a.mp4") == clip_pool("a.mp4")
     pools = {clip_pool(f"clip{i}.mp4") for i in range(50)}
     assert pools == {"dev", "heldout"}
-
-
-def test_same_source_templates_draw_their_feeds_from_one_source():
-    import random
-
-    from ops.synthetic.devset import RECIPE, Clip, _one_source, source_of
-
     assert source_of("/m/video/real/intel-iot__bird.mkv") == "intel-iot"
     assert source_of("/m/clip.mp4") == "clip"
-    assert [t["layout"] for t in RECIPE if t.get("same_source")] == ["vertical", "horizontal", "pip"]
-    clips = [Clip(f"/m/{s}__{i}.mp4", 10.0, 640, 360) for s, k in (("a", 3), ("b", 2), ("c", 1)) for i in range(k)]
-    rng = random.Random(0)
-    for n in (2, 3):
-        for _ in range(20):
-            got = _one_source(rng, clips, n)
-            assert len({source_of(c.path) for c in got}) == 1 and len(got) >= n
-    assert _one_source(rng, clips, 4) == clips  # no source has 4 clips: any clips
 
 
-def test_single_only_set_is_the_negatives_scaled():
-    """``--single-only`` plans the single-feed templates alone (needs ../shared/media)."""
+def test_randomized_sets_of_the_two_pools_share_no_real_clip():
+    """A set built from the held-out pool holds no clip of the dev pool (needs ../shared/media)."""
     from conftest import SHARED_MEDIA
 
-    from ops.synthetic.devset import RECIPE, plan_devset
+    from ops.synthetic.randomized import source_pool
 
     if not (SHARED_MEDIA / "video/real").is_dir():
         pytest.skip("shared media not present")
-    items = plan_devset(SHARED_MEDIA, "dev", 100, 2.0, single_only=True)
-    assert {it["label"] for it in items} == {"single_scene"}
-    assert len(items) == sum(2 * t["count"] for t in RECIPE if t["label"] == "single_scene")
-    assert items[0]["name"].startswith("00_single_")
+    dev = {s.ref for s in source_pool(SHARED_MEDIA, "dev") if s.kind in ("clip", "image")}
+    held = {s.ref for s in source_pool(SHARED_MEDIA, "heldout") if s.kind in ("clip", "image")}
+    assert dev and held and not dev & held
 
 
 def test_pipeline_fills_layout(made):

@@ -71,7 +71,7 @@ def classify_runs(runs: list[np.ndarray], width: int, height: int,
         strength = max(seam_scores, default=0.0)
         evidence["seams"] = log
     else:
-        pip = find_inset(F, leaves[0], p)
+        pip = find_inset(F, leaves[0], p, moving)
         if pip is not None:
             (xa, ya, xb, yb), score, weakest = pip
             inner = (xa, ya, xb, yb)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.layout.frames import Frames
+from indexer.layout.frames import Box, Frames
 
 
 def independence(F: Frames, boxes: list[tuple[int, int, int, int]]) -> dict[str, Any]:
@@ -36,4 +36,36 @@ def independence(F: Frames, boxes: list[tuple[int, int, int, int]]) -> dict[str,
         "cuts_apart": cuts_apart,
         "motion_apart_pairs": motion_apart,
         "region_motion": [round(float(m), 2) for m in mot.mean(axis=1)],
+    }
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 3 or a.std() < 1e-6 or b.std() < 1e-6:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def pair_features(F: Frames, a: Box, b: Box, a_hole: Box | None = None, b_hole: Box | None = None) -> dict[str, float]:
+    """How unlike two regions are over time: what tells two feeds from two parts of one picture.
+
+    Two feeds cut, move and light up on their own; the parts of one picture share its camera (a
+    pan, a cut, a flash moves them together) and its look. Per sampled point: motion, change to the
+    next point, brightness and colour, detail.
+    """
+    sa = {k: F.series(k, a, a_hole) for k in ("motion", "change", "grey", "cb", "cr", "texture")}
+    sb = {k: F.series(k, b, b_hole) for k in ("motion", "change", "grey", "cb", "cr", "texture")}
+    ca, cb_ = sa["change"], sb["change"]
+    cuts = float(np.sum(((ca > 25) & (cb_ < 8)) | ((cb_ > 25) & (ca < 8)))) if len(ca) else 0.0
+    ma, mb = float(sa["motion"].mean()), float(sb["motion"].mean())
+    ta, tb = float(sa["texture"].mean()), float(sb["texture"].mean())
+    return {
+        "motion_corr": _corr(sa["motion"], sb["motion"]),
+        "change_corr": _corr(ca, cb_),
+        "grey_corr": _corr(sa["grey"], sb["grey"]),
+        "cuts_apart": cuts,
+        "motion_gap": abs(float(np.log1p(ma) - np.log1p(mb))),
+        "motion_min": min(ma, mb),
+        "texture_gap": abs(float(np.log1p(ta) - np.log1p(tb))),
+        "grey_gap": float(np.mean(np.abs(sa["grey"] - sb["grey"]))),
+        "colour_gap": float(np.mean(np.abs(sa["cb"] - sb["cb"]) + np.abs(sa["cr"] - sb["cr"]))),
     }

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from indexer.layout.features import TRACE, inset_features, trace
 from indexer.layout.frames import Frames
 from indexer.layout.params import LayoutParams
+from indexer.layout.scorer import active_scorer
 from indexer.layout.seams import segment_seam
 
 
-def find_inset(F: Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, int], float, float] | None:
+def find_inset(F: Frames, box, p: LayoutParams, moving: bool = True) -> tuple[tuple[int, int, int, int], float, float] | None:
     """The best rectangle of persistent straight edges inside box: (box, score, weakest side ratio)."""
     x0, y0, x1, y1 = box
     H, W = y1 - y0, x1 - x0
@@ -22,7 +26,7 @@ def find_inset(F: Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
         pad = np.pad(e, ((10, 10), (0, 0)), mode="edge")
         n = e.shape[0]
         neigh = np.stack([pad[10 + k: 10 + k + n] for k in (-10, -7, -4, 4, 7, 10)])
-        return (e >= p.pip_edge) & (e >= p.seam_ratio * (np.median(neigh, axis=0) + 2.0))
+        return (e >= p.pip_edge) & (e >= p.pip_edge_ratio * (np.median(neigh, axis=0) + 2.0))
 
     # edges in any plane: an inset's side that matches the picture under it in brightness may not in colour
     planes = [F.planes[pl][:, y0:y1, x0:x1] for pl in (("grey", "cb", "cr") if p.chroma else ("grey",))]
@@ -59,11 +63,6 @@ def find_inset(F: Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
     covers = (top, bot, lef, rig)
     inside = ((YB - YA >= min_h) & (XB - XA >= min_w) & (area >= p.pip_min_area) & (area <= p.pip_max_area)
               & (YA > 0) & (YB < H - 1) & (XA > 0) & (XB < W - 1))  # all four sides inside the box
-    # An inset sits in a corner (a facecam, a reaction clip): a rectangle elsewhere is a thing in the
-    # picture (a plaid shirt's stripes, a screen or a picture on the wall).
-    corner = (((YA < p.pip_corner * H) | (YB > (1 - p.pip_corner) * H - 1))
-              & ((XA < p.pip_corner * W) | (XB > (1 - p.pip_corner) * W - 1)))
-    inside = inside & corner
     ok = inside
     for c, nr in zip(covers, near):
         ok = ok & (c >= np.where(nr, p.pip_cover_near, p.pip_cover))
@@ -107,8 +106,17 @@ def find_inset(F: Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
                         for r, st, cs, cm in per)
             step = any(r >= (p.pip_weak_side if near_border else p.pip_faint_side) and cs < p.max_structure
                        and cm < p.max_comotion for r, _, cs, cm in per)
-            memo[key] = (clear, max(r for r, _, _, _ in per), step, near_border)
-        return memo[key]
+            memo[key] = (clear, max(r for r, _, _, _ in per), step, near_border,
+                         max(st for _, st, _, _ in per), min(cs for _, _, cs, _ in per),
+                         min(cm for _, _, _, cm in per))
+        return memo[key][:4]
+
+    scorer = active_scorer(p)
+    if scorer is not None or TRACE.get() is not None:
+        found = _scored(F, box, p, scorer, (ok | ok_faint), np.maximum(score, score_faint), covers, ys, xs,
+                        side, memo, moving)
+        if scorer is not None:
+            return found
 
     for cand, rank, faint_pass in ((ok, score, False), (ok_faint, score_faint, True)):
         idx = np.flatnonzero(cand)
@@ -134,6 +142,47 @@ def find_inset(F: Frames, box, p: LayoutParams) -> tuple[tuple[int, int, int, in
                 if (clear4[0] or clear4[1]) and (clear4[2] or clear4[3]):
                     return (xa + x0, ya + y0, xb + x0, yb + y0), float(rank.ravel()[k]), round(min(ratios), 2)
     return None
+
+
+def _scored(F: Frames, box, p: LayoutParams, scorer, cand: np.ndarray, rank: np.ndarray, covers, ys, xs, side,
+            memo: dict, moving: bool):
+    """The learned scorer's pick: the best-ranked rectangles (``pip_scored`` of them with at least two sides
+    that are steps) are measured in full and the likeliest inset above the scorer's threshold wins.
+    Candidates are traced for training whether or not a scorer decides."""
+    x0, y0 = box[0], box[1]
+    cover_all = [np.broadcast_to(c, cand.shape) for c in covers]
+    rows, rects, ranks = [], [], []
+    idx = np.flatnonzero(cand)
+    for k in idx[np.argsort(-rank.ravel()[idx], kind="stable")][:p.pip_tries]:
+        i, j, u, v = np.unravel_index(k, cand.shape)
+        ya, yb, xa, xb = int(ys[i]), int(ys[j]), int(xs[u]), int(xs[v])
+        sides = []
+        for axis, pos, a, b in ((1, ya, xa, xb), (1, yb, xa, xb), (2, xa, ya, yb), (2, xb, ya, yb)):
+            side(axis, pos, a, b)
+            clear, r, step, near, st, cs, cm = memo[(axis, pos, a, b)]
+            sides.append((r, st, cs, cm, clear, near, step))
+        if sum(c or s_ for *_, c, _, s_ in sides) < 2:
+            continue
+        inner = (xa + x0, ya + y0, xb + x0, yb + y0)
+        f = inset_features(F, inner, box, [s_[:6] for s_ in sides],
+                           [float(c[i, j, u, v]) for c in cover_all], moving)
+        rows.append(f)
+        rects.append(inner)
+        ranks.append(float(rank.ravel()[k]))
+        if len(rows) >= p.pip_scored:
+            break
+    probs = scorer.insets(rows) if scorer is not None and rows else np.zeros(len(rows))
+    for f, rect, pr in zip(rows, rects, probs):
+        trace("inset", box=list(box), rect=list(rect), features=f, p=float(pr), size=[F.w, F.h])
+    if scorer is None or not rows:
+        return None
+    if probs.max() < scorer.inset_threshold:
+        return None
+    # Near-duplicates (a side one or two pixels off) score alike: among the likeliest, the one whose
+    # sides are best covered by edges sits on the inset's real edges.
+    close = np.flatnonzero(probs >= max(scorer.inset_threshold, probs.max() - 0.1))
+    best = int(close[np.argmax(np.asarray(ranks)[close])])
+    return rects[best], float(probs[best]), round(min(math.exp(rows[best]["log_ratio_min"]) - 1, 99.0), 2)
 
 
 def _pip_lines(b: np.ndarray, min_len: int, p: LayoutParams, most: int = 30) -> np.ndarray:

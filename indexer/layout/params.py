@@ -11,7 +11,9 @@ MULTI_FEED = frozenset(LAYOUTS[1:])
 
 @dataclass(frozen=True)
 class LayoutParams:
-    """Every tunable of the detector, with the values tuned on the dev pool."""
+    """Every tunable of the detector. Insets are sought anywhere in the frame; the learned scorer
+    (``use_scorer``) decides which candidate rectangles are insets, the rules which lines are seams.
+    The scorer is trained on candidates gathered with wider limits (indexer.layout.train.COLLECT_PARAMS)."""
 
     long_side: int = 224  # analysis size (long side, px)
     n_runs: int = 6  # sampled points over the video
@@ -29,6 +31,7 @@ class LayoutParams:
     chrome_flat: float = 0.55  # fraction of pixels near the piece's median colour: flat
     static_motion: float = 1.2  # mean abs grey change below this: static
     pip_edge: float = 7.0  # persistent edge strength (grey levels) for pip sides
+    pip_edge_ratio: float = 3.5  # ... standing out this much from the steps 4-10 px across it
     pip_cover: float = 0.7  # fraction of each side that must be a persistent edge
     pip_near: float = 0.06  # a pip side this close to the box border (fraction) ...
     pip_cover_near: float = 0.3  # ... needs only this edge coverage
@@ -37,8 +40,8 @@ class LayoutParams:
     pip_weak_side: float = 1.8  # a side near the border allowed to be unclear must still be a step
     pip_min_area: float = 0.02
     pip_tries: int = 500  # the best-covered rectangles whose sides are judged as seams (per pass)
-    pip_corner: float = 0.1  # an inset lies within this fraction of a corner (where insets sit); it ...
-    pip_cover_faint: float = 0.3  # ... may have one inner side covered this little ...
+    pip_scored: int = 40  # with the scorer: this many rectangles with two or more step sides are measured
+    pip_cover_faint: float = 0.3  # an inset may have one inner side covered this little ...
     pip_faint_side: float = 2.4  # ... if its step is this clear and nothing continues across any faint side
     max_depth: int = 1
     grid_cross_seam: float = 8.0  # crossing exact lines this strong are judged again without each other
@@ -71,6 +74,11 @@ class LayoutParams:
     weak_seam_ratio: float = 2.0  # weaker seams (feeds of one setting side by side), while things move, ...
     weak_min_step: float = 4.0  # ... with at least this step ...
     weak_straight: float = 0.75  # ... if this straight, and nothing continues across them
+    use_scorer: bool = True  # the learned scorer decides which inset candidates are real (when its file exists)
+    # ... and which seams: off, the rules decide seams. Held out by family, the seam trees did worse than
+    # the rules on stacks inside bars and bands (0.62-0.74 against 0.94); see README, layout analysis.
+    seam_scorer: bool = False
+    scorer_path: str | None = None  # another scorer file (default: indexer/layout/scorer.json)
 
 
 DEFAULT_PARAMS = LayoutParams()

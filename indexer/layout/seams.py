@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from indexer.layout.features import seam_features, trace
 from indexer.layout.frames import Frames, corr_rows
 from indexer.layout.params import LayoutParams
+from indexer.layout.scorer import active_scorer
 
 
 def seam_scores(g: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -155,6 +157,7 @@ def _find_seams_in(F: Frames, plane: str, box: tuple[int, int, int, int], axis: 
     q = p.seam_quantile
     r = np.quantile(ratio, q, axis=0)
     s = np.quantile(step, q, axis=0)
+    r_hi = np.quantile(ratio, 0.7, axis=0)
     grid_cells = need is not None  # the lenient search for grid cuts inside feeds already found
     if need is None:
         need = p.seam_ratio if moving else p.static_seam_ratio
@@ -165,54 +168,73 @@ def _find_seams_in(F: Frames, plane: str, box: tuple[int, int, int, int], axis: 
     if weak_ok:
         ok |= (r >= p.weak_seam_ratio) & (s >= p.weak_min_step)
     margin = max(3, int(round(n * p.min_region)))
-    cands: list[tuple[int, float]] = []
+    cands: list[tuple[int, float, int]] = []
     for i in np.flatnonzero(ok):
         pos = int(i) + 1  # boundary between rows pos-1 and pos+1 → seam at pos (pixel row)
         if pos < margin or pos > n - margin:
             continue
-        cands.append((pos, float(r[i])))
+        cands.append((pos, float(r[i]), int(i)))
     # non-maximum suppression: one seam per 4 px
     cands.sort(key=lambda c: -c[1])
     kept: list[tuple[int, float, dict]] = []
-    for pos, sc in cands:
+    off = y0 if axis == 1 else x0
+    for pos, sc, i in cands:
         if any(abs(pos - k) <= 4 for k, _, _ in kept):
             continue
-        straight = straightness(g, pos, p.bar_std)
-        # only an exactly straight line is taken for a divider whose crossings may be left out
-        structure, comotion = continuity(g, m, pos, exclude=along if straight >= p.exact_straight else ())
-        info = {"structure": round(structure, 2), "comotion": round(comotion, 2), "straight": round(straight, 2)}
-        strong = sc >= p.strong_seam and moving  # a still picture gives no motion evidence: no leniency
-        # a natural edge: tilted, curved, or not the strongest step everywhere
-        # (a still picture has only its edges to go by: its seams must be straighter)
-        least = p.min_straight_strong if strong else p.min_straight if moving else p.min_straight_static
-        # Nothing continues across the line (no structure, no co-motion while things move): the step
-        # may wander off it where the two sides happen to match. Not for grid cuts inside feeds, whose
-        # other evidence is already lenient.
-        if moving and not grid_cells and structure < p.no_structure and comotion < p.max_comotion:
-            least = min(least, p.min_straight_apart_strong if strong else p.min_straight_apart)
-        weak = sc < need
-        if weak:
-            info["weak"] = True
-            least = max(least, p.weak_straight)
-        if straight < least:
-            info["rejected"] = "not straight"
-            kept.append((pos, sc, info))
-            continue
-        # a natural edge: the picture continues across it
-        # Motion alone does not make an exactly straight line with no structure across it continuous:
-        # two unrelated feeds each with their subject in the middle move at the same places.
-        motion_only = straight >= p.exact_straight and structure < p.no_structure
-        moves_along = comotion >= (p.max_comotion_strong if strong else p.max_comotion) and not motion_only
-        # a strong seam may have some structure or some co-motion across it, not much of both
-        joint = strong and not motion_only and structure + comotion >= p.max_joint_strong
-        if moves_along or joint or structure >= (p.max_structure_strong if strong else p.max_structure):
-            info["rejected"] = "continuous"
-            kept.append((pos, sc, info))
-            continue
+        info = _judge(g, m, pos, sc, p, moving, grid_cells, need, along)
+        feats = seam_features(F, box, axis, pos + off, ratio=sc, ratio_hi=float(r_hi[i]), step=float(s[i]),
+                              straight=info["straight"], structure=info["structure"], comotion=info["comotion"],
+                              divider=divider(g, pos, p.bar_std) is not None, plane=plane, weak=bool(info.get("weak")),
+                              moving=moving, grid_cell=grid_cells)
+        rules_ok = "rejected" not in info
+        feats["rules"] = float(rules_ok)  # the rules' verdict is one of the scorer's inputs
+        scorer = active_scorer(p) if p.seam_scorer else None
+        if scorer is not None:
+            info["p"] = round(scorer.seam(feats), 3)
+            if info["p"] < scorer.seam_threshold:
+                info["rejected"] = "scorer"
+            else:
+                info.pop("rejected", None)
+        trace("seam", box=list(box), axis=axis, pos=pos + off, plane=plane, grid_cell=grid_cells, rules=rules_ok,
+              features=feats, size=[F.w, F.h])
         kept.append((pos, sc, info))
-    off = y0 if axis == 1 else x0
     return sorted((pos + off, sc, info) for pos, sc, info in kept)
 
+
+def _judge(g: np.ndarray, m: np.ndarray, pos: int, sc: float, p: LayoutParams, moving: bool, grid_cells: bool,
+           need: float, along: tuple[int, ...]) -> dict:
+    """The rules' verdict on one candidate: its measurements, and ``rejected`` with the reason if it is not a
+    seam."""
+    straight = straightness(g, pos, p.bar_std)
+    # only an exactly straight line is taken for a divider whose crossings may be left out
+    structure, comotion = continuity(g, m, pos, exclude=along if straight >= p.exact_straight else ())
+    info = {"structure": round(structure, 2), "comotion": round(comotion, 2), "straight": round(straight, 2)}
+    strong = sc >= p.strong_seam and moving  # a still picture gives no motion evidence: no leniency
+    # a natural edge: tilted, curved, or not the strongest step everywhere
+    # (a still picture has only its edges to go by: its seams must be straighter)
+    least = p.min_straight_strong if strong else p.min_straight if moving else p.min_straight_static
+    # Nothing continues across the line (no structure, no co-motion while things move): the step
+    # may wander off it where the two sides happen to match. Not for grid cuts inside feeds, whose
+    # other evidence is already lenient.
+    if moving and not grid_cells and structure < p.no_structure and comotion < p.max_comotion:
+        least = min(least, p.min_straight_apart_strong if strong else p.min_straight_apart)
+    weak = sc < need
+    if weak:
+        info["weak"] = True
+        least = max(least, p.weak_straight)
+    if straight < least:
+        info["rejected"] = "not straight"
+        return info
+    # a natural edge: the picture continues across it
+    # Motion alone does not make an exactly straight line with no structure across it continuous:
+    # two unrelated feeds each with their subject in the middle move at the same places.
+    motion_only = straight >= p.exact_straight and structure < p.no_structure
+    moves_along = comotion >= (p.max_comotion_strong if strong else p.max_comotion) and not motion_only
+    # a strong seam may have some structure or some co-motion across it, not much of both
+    joint = strong and not motion_only and structure + comotion >= p.max_joint_strong
+    if moves_along or joint or structure >= (p.max_structure_strong if strong else p.max_structure):
+        info["rejected"] = "continuous"
+    return info
 
 
 def segment_seam(g: np.ndarray, m: np.ndarray, axis: int, pos: int, a: int, b: int):
