@@ -41,6 +41,10 @@ class LayoutParams:
     pip_min_area: float = 0.02
     pip_tries: int = 500  # the best-covered rectangles whose sides are judged as seams (per pass)
     pip_scored: int = 40  # with the scorer: this many rectangles with two or more step sides are measured
+    pip_min_clear: int = 2  # ... and the scorer's pick has at least this many clear sides
+    # the rules' inset (every side a seam), when the scorer picked none, is taken if the scorer gives it this
+    # much (it may rank behind the 40 measured: the demo's corner inset ranks 125th, p 0.76); None: never
+    rules_inset_p: float | None = 0.5
     pip_cover_faint: float = 0.3  # an inset may have one inner side covered this little ...
     pip_faint_side: float = 2.4  # ... if its step is this clear and nothing continues across any faint side
     max_depth: int = 1

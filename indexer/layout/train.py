@@ -270,9 +270,9 @@ def _describe(directory: str | Path) -> dict:
 
 
 def _collect_key() -> dict:
-    """What the traced candidates depend on: every parameter but the scorer's own."""
+    """What the traced candidates depend on: every parameter but those of the scorer's decision."""
     d = dataclasses.asdict(COLLECT_PARAMS)
-    for k in ("use_scorer", "seam_scorer", "scorer_path"):
+    for k in ("use_scorer", "seam_scorer", "scorer_path", "pip_min_clear", "rules_inset_p"):
         d.pop(k, None)
     return d
 
