@@ -67,7 +67,6 @@ class Frames:
         return s / max(area, 1)
 
 
-
 def corr_rows(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Pearson correlation of matching rows of u and v (last axis); 0 for empty rows (a side of no length)."""
     if u.shape[-1] == 0:
@@ -75,7 +74,6 @@ def corr_rows(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     u = u - u.mean(axis=-1, keepdims=True)
     v = v - v.mean(axis=-1, keepdims=True)
     return (u * v).sum(-1) / (np.sqrt((u * u).sum(-1) * (v * v).sum(-1)) + 1e-6)
-
 
 
 def region_stats(F: Frames, box: tuple[int, int, int, int]) -> dict[str, float]:
@@ -88,7 +86,6 @@ def region_stats(F: Frames, box: tuple[int, int, int, int]) -> dict[str, float]:
     change = float(np.abs(np.diff(keys, axis=0)).mean()) if len(keys) > 1 else 0.0
     texture = float(np.abs(np.diff(g, axis=2)).mean()) if g.shape[2] > 1 else 0.0
     return {"flat": flat, "motion": motion, "change": change, "texture": texture}
-
 
 
 def box_blur(a: np.ndarray, k: int) -> np.ndarray:

@@ -139,58 +139,53 @@ def find_inset(F: Frames, box, p: LayoutParams, moving: bool = True) -> tuple[tu
                             (int(i), int(j), int(u), int(v))
         return None
 
+    cover_all = [np.broadcast_to(c, ok.shape) for c in covers]
+
+    def measure(i: int, j: int, u: int, v: int, least: int = 0):
+        """A rectangle measured for the scorer: (frame box, features, sides that are clear or steps); the
+        features only when at least ``least`` sides are (they cost more than the sides)."""
+        ya, yb, xa, xb = int(ys[i]), int(ys[j]), int(xs[u]), int(xs[v])
+        sides = []
+        for key in ((1, ya, xa, xb), (1, yb, xa, xb), (2, xa, ya, yb), (2, xb, ya, yb)):
+            side(*key)
+            sides.append(memo[key])  # (clear, ratio, step, near, step size, structure, co-motion)
+        steps = sum(bool(clear or step) for clear, _, step, *_ in sides)
+        inner = (xa + x0, ya + y0, xb + x0, yb + y0)
+        if steps < least:
+            return inner, None, steps
+        f = inset_features(F, inner, box, [(r, st, cs, cm, clear, near) for clear, r, _, near, st, cs, cm in sides],
+                           [float(c[i, j, u, v]) for c in cover_all], moving)
+        return inner, f, steps
+
     scorer = active_scorer(p)
-    if scorer is not None or TRACE.get() is not None:
-        found = _scored(F, box, p, scorer, (ok | ok_faint), np.maximum(score, score_faint), covers, ys, xs,
-                        side, memo, moving)
-        if scorer is None:
-            pass
-        elif found is not None or p.rules_inset_p is None:
-            return found
-        else:
-            # A rectangle the rules accept (every side a seam) that the scorer did not measure (it ranks
-            # behind the 40) or puts under its threshold: taken when the scorer still finds it likely.
-            picked = rules_pick()
-            if picked is None:
-                return None
-            rect, _, weakest, (i, j, u, v) = picked
-            sides = []
-            for key in ((1, int(ys[i]), int(xs[u]), int(xs[v])), (1, int(ys[j]), int(xs[u]), int(xs[v])),
-                        (2, int(xs[u]), int(ys[i]), int(ys[j])), (2, int(xs[v]), int(ys[i]), int(ys[j]))):
-                side(*key)
-                clear, r, step, near, st, cs, cm = memo[key]
-                sides.append((r, st, cs, cm, clear, near))
-            f = inset_features(F, rect, box, sides, [float(np.broadcast_to(c, ok.shape)[i, j, u, v]) for c in covers],
-                               moving)
-            prob = float(scorer.insets([f])[0])
-            return (rect, prob, weakest) if prob >= p.rules_inset_p else None
-
+    if scorer is None:
+        if TRACE.get() is not None:  # training: every candidate traced, the rules decide
+            _scored(box, p, None, ok | ok_faint, np.maximum(score, score_faint), measure, F)
+        picked = rules_pick()
+        return picked[:3] if picked is not None else None
+    found = _scored(box, p, scorer, ok | ok_faint, np.maximum(score, score_faint), measure, F)
+    if found is not None or p.rules_inset_p is None:
+        return found
+    # A rectangle the rules accept (every side a seam) that the scorer did not measure (it ranks behind the
+    # 40) or put under its threshold: taken when the scorer still finds it likely.
     picked = rules_pick()
-    return picked[:3] if picked is not None else None
+    if picked is None:
+        return None
+    rect, f, _ = measure(*picked[3])
+    prob = float(scorer.insets([f])[0])
+    return (rect, prob, picked[2]) if prob >= p.rules_inset_p else None
 
 
-def _scored(F: Frames, box, p: LayoutParams, scorer, cand: np.ndarray, rank: np.ndarray, covers, ys, xs, side,
-            memo: dict, moving: bool):
+def _scored(box, p: LayoutParams, scorer, cand: np.ndarray, rank: np.ndarray, measure, F: Frames):
     """The learned scorer's pick: the best-ranked rectangles (``pip_scored`` of them with at least two sides
     that are steps) are measured in full and the likeliest inset above the scorer's threshold wins.
     Candidates are traced for training whether or not a scorer decides."""
-    x0, y0 = box[0], box[1]
-    cover_all = [np.broadcast_to(c, cand.shape) for c in covers]
     rows, rects, ranks = [], [], []
     idx = np.flatnonzero(cand)
     for k in idx[np.argsort(-rank.ravel()[idx], kind="stable")][:p.pip_tries]:
-        i, j, u, v = np.unravel_index(k, cand.shape)
-        ya, yb, xa, xb = int(ys[i]), int(ys[j]), int(xs[u]), int(xs[v])
-        sides = []
-        for axis, pos, a, b in ((1, ya, xa, xb), (1, yb, xa, xb), (2, xa, ya, yb), (2, xb, ya, yb)):
-            side(axis, pos, a, b)
-            clear, r, step, near, st, cs, cm = memo[(axis, pos, a, b)]
-            sides.append((r, st, cs, cm, clear, near, step))
-        if sum(c or s_ for *_, c, _, s_ in sides) < 2:
+        inner, f, steps = measure(*np.unravel_index(k, cand.shape), least=2)
+        if f is None:
             continue
-        inner = (xa + x0, ya + y0, xb + x0, yb + y0)
-        f = inset_features(F, inner, box, [s_[:6] for s_ in sides],
-                           [float(c[i, j, u, v]) for c in cover_all], moving)
         rows.append(f)
         rects.append(inner)
         ranks.append(float(rank.ravel()[k]))

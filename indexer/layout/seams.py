@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from indexer.layout.features import seam_features, trace
+from indexer.layout.features import TRACE, seam_features, trace
 from indexer.layout.frames import Frames, corr_rows
 from indexer.layout.params import LayoutParams
 from indexer.layout.scorer import active_scorer
@@ -157,7 +157,6 @@ def _find_seams_in(F: Frames, plane: str, box: tuple[int, int, int, int], axis: 
     q = p.seam_quantile
     r = np.quantile(ratio, q, axis=0)
     s = np.quantile(step, q, axis=0)
-    r_hi = np.quantile(ratio, 0.7, axis=0)
     grid_cells = need is not None  # the lenient search for grid cuts inside feeds already found
     if need is None:
         need = p.seam_ratio if moving else p.static_seam_ratio
@@ -182,21 +181,22 @@ def _find_seams_in(F: Frames, plane: str, box: tuple[int, int, int, int], axis: 
         if any(abs(pos - k) <= 4 for k, _, _ in kept):
             continue
         info = _judge(g, m, pos, sc, p, moving, grid_cells, need, along)
-        feats = seam_features(F, box, axis, pos + off, ratio=sc, ratio_hi=float(r_hi[i]), step=float(s[i]),
-                              straight=info["straight"], structure=info["structure"], comotion=info["comotion"],
-                              divider=divider(g, pos, p.bar_std) is not None, plane=plane, weak=bool(info.get("weak")),
-                              moving=moving, grid_cell=grid_cells)
-        rules_ok = "rejected" not in info
-        feats["rules"] = float(rules_ok)  # the rules' verdict is one of the scorer's inputs
         scorer = active_scorer(p) if p.seam_scorer else None
-        if scorer is not None:
-            info["p"] = round(scorer.seam(feats), 3)
-            if info["p"] < scorer.seam_threshold:
-                info["rejected"] = "scorer"
-            else:
-                info.pop("rejected", None)
-        trace("seam", box=list(box), axis=axis, pos=pos + off, plane=plane, grid_cell=grid_cells, rules=rules_ok,
-              features=feats, size=[F.w, F.h])
+        if scorer is not None or TRACE.get() is not None:  # the features cost: only for a scorer or training
+            rules_ok = "rejected" not in info
+            feats = seam_features(F, box, axis, pos + off, ratio=sc, ratio_hi=float(np.quantile(ratio[:, i], 0.7)),
+                                  step=float(s[i]), straight=info["straight"], structure=info["structure"],
+                                  comotion=info["comotion"], divider=divider(g, pos, p.bar_std) is not None,
+                                  plane=plane, weak=bool(info.get("weak")), moving=moving, grid_cell=grid_cells)
+            feats["rules"] = float(rules_ok)  # the rules' verdict is one of the scorer's inputs
+            if scorer is not None:
+                info["p"] = round(scorer.seam(feats), 3)
+                if info["p"] < scorer.seam_threshold:
+                    info["rejected"] = "scorer"
+                else:
+                    info.pop("rejected", None)
+            trace("seam", box=list(box), axis=axis, pos=pos + off, plane=plane, grid_cell=grid_cells,
+                  rules=rules_ok, features=feats, size=[F.w, F.h])
         kept.append((pos, sc, info))
     return sorted((pos + off, sc, info) for pos, sc, info in kept)
 

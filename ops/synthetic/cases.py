@@ -13,7 +13,7 @@ import random
 import subprocess
 from pathlib import Path
 
-from ops.synthetic.composite import _monotonic_setpts
+from ops.synthetic.composite import _even, _monotonic_setpts
 from ops.synthetic.media import Clip, font_file
 
 DURATION = 4.0
@@ -27,10 +27,6 @@ def _feed_input(clip: Clip, offset: float, duration: float) -> list[str]:
     if offset > 0:
         args += ["-ss", f"{offset:.2f}"]
     return args + ["-i", clip.path]
-
-
-def _even(v: float) -> int:
-    return max(2, int(round(v / 2)) * 2)
 
 
 def _text_filter(font: str | None, text: str, x: str, y: str, size: int, color: str,

@@ -47,7 +47,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ops.synthetic.composite import GENERATED_KINDS, _monotonic_setpts, generated_source
+from ops.synthetic.composite import GENERATED_KINDS, _even, _monotonic_setpts, generated_source
 from ops.synthetic.media import clip_pool, find_clips, font_file, source_of
 
 MULTI_FAMILIES = ("stack", "side", "grid", "inset", "framed", "screen_cam")
@@ -67,11 +67,6 @@ WORDS = ("wait for it", "no way", "this is crazy", "part 2", "follow for more", 
          "watch till the end", "FACTS", "top 5 moments", "day 14 of trying", "he did WHAT", "LOL",
          "best moments", "storytime", "POV you", "rate this 1-10", "new record", "like and share")
 EMOJI = "★☺♥☀✔✈☂♫☕✿⚡☯✌"
-
-
-def _even(v: float, lo: int = 2) -> int:
-    """An even number of pixels (sizes: at least ``lo``; positions: pass ``lo=0``)."""
-    return max(lo, int(round(v / 2.0)) * 2)
 
 
 # ------------------------------------------------------------------------------------ sources
