@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
+from av.video.reformatter import VideoReformatter
 import numpy as np
 
 from indexer.errors import (
@@ -84,6 +85,7 @@ class VideoReader:
         self.path = str(path)
         self.max_side = max_side
         self.log = DecodeLog()
+        self._reformatter = VideoReformatter()
         self._container, size = open_media(path, max_file_bytes)
         try:
             if not self._container.streams.video:
@@ -242,7 +244,10 @@ class VideoReader:
                 w, h = max(2, round(w * scale)), max(2, round(h * scale))
         else:
             w, h = size if k % 2 == 0 else (size[1], size[0])
-        img = frame.to_ndarray(format="rgb24", width=w, height=h)
+        # One reformatter per reader: ``frame.to_ndarray(width=...)`` builds a new swscale context for every
+        # frame (its filter tables included), which cost as much as decoding a 720p frame here; a kept
+        # reformatter reuses the context while size and format stay the same. Same pixels (bench/layout.py).
+        img = self._reformatter.reformat(frame, format="rgb24", width=w, height=h).to_ndarray()
         return np.ascontiguousarray(np.rot90(img, k)) if k else img
 
     def frames_at(self, timestamps: Sequence[float]) -> list[Frame]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from indexer.layout.frames import Frames, box_blur, corr_rows
+from indexer.layout.order import median_all
 from indexer.layout.params import LayoutParams
 
 
@@ -31,9 +32,9 @@ def trim_bars(F: Frames, p: LayoutParams) -> tuple[int, int, int, int]:
             return 0, n
         # A bar is one colour in most of its lines (compression noise sits at its edge only); a flat
         # but textured feed (asphalt, sky, water) passes the loose per-line test yet is a picture.
-        if a and np.median(peak[:a]) >= p.bar_flat:
+        if a and median_all(peak[:a]) >= p.bar_flat:
             a = 0
-        if b < n and np.median(peak[b:]) >= p.bar_flat:
+        if b < n and median_all(peak[b:]) >= p.bar_flat:
             b = n
         return a, b
 
@@ -87,7 +88,7 @@ def fill_of(F: Frames, box, direction: str, q: int) -> tuple[tuple[int, int, int
             xs = np.clip(np.round((xx - cx) / m + cx).astype(int), x0, x1 - 1)
             pred = box_blur(keys[:, ys, xs], 9).reshape(len(keys), -1)
             band = box_blur(keys[:, a:b, x0:x1], 9).reshape(len(keys), -1)
-            alike.append(float(np.median(corr_rows(pred, band))))
+            alike.append(median_all(corr_rows(pred, band)))
         feed = (x0, fa, x1, fb) if direction == "rows" else (fa, x0, fb, x1)
         if best is None or min(alike) > best[1]:
             best = (feed, min(alike))

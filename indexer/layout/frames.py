@@ -6,6 +6,8 @@ from functools import cached_property
 
 import numpy as np
 
+from indexer.layout.order import median
+
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in analysis pixels
 
 
@@ -79,7 +81,7 @@ def corr_rows(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 def region_stats(F: Frames, box: tuple[int, int, int, int]) -> dict[str, float]:
     x0, y0, x1, y1 = box
     g = F.g[:, y0:y1, x0:x1]
-    med = np.median(g, axis=(1, 2), keepdims=True)
+    med = median(g.reshape(len(g), -1), axis=1)[:, None, None]
     flat = float(np.mean(np.abs(g - med) < 3.0))
     motion = float(F.motion[:, y0:y1, x0:x1].mean())
     keys = F.keys[:, y0:y1, x0:x1]

@@ -8,6 +8,7 @@ import numpy as np
 
 from indexer.layout.features import TRACE, inset_features, trace
 from indexer.layout.frames import Frames
+from indexer.layout.order import median, quantile
 from indexer.layout.params import LayoutParams
 from indexer.layout.scorer import active_scorer
 from indexer.layout.seams import segment_seam
@@ -26,15 +27,15 @@ def find_inset(F: Frames, box, p: LayoutParams, moving: bool = True) -> tuple[tu
         pad = np.pad(e, ((10, 10), (0, 0)), mode="edge")
         n = e.shape[0]
         neigh = np.stack([pad[10 + k: 10 + k + n] for k in (-10, -7, -4, 4, 7, 10)])
-        return (e >= p.pip_edge) & (e >= p.pip_edge_ratio * (np.median(neigh, axis=0) + 2.0))
+        return (e >= p.pip_edge) & (e >= p.pip_edge_ratio * (median(neigh, axis=0) + 2.0))
 
     # edges in any plane: an inset's side that matches the picture under it in brightness may not in colour
     planes = [F.planes[pl][:, y0:y1, x0:x1] for pl in (("grey", "cb", "cr") if p.chroma else ("grey",))]
     bh = np.zeros((H, W), bool)
     bv = np.zeros((H, W), bool)
     for c in planes:
-        eh = np.quantile(np.abs(c[:, 2:, :] - c[:, :-2, :]), q, axis=0)  # (H-2, W): edge at row i+1
-        ev = np.quantile(np.abs(c[:, :, 2:] - c[:, :, :-2]), q, axis=0)  # (H, W-2)
+        eh = quantile(np.abs(c[:, 2:, :] - c[:, :-2, :]), q, axis=0)  # (H-2, W): edge at row i+1
+        ev = quantile(np.abs(c[:, :, 2:] - c[:, :, :-2]), q, axis=0)  # (H, W-2)
         bh[1:-1] |= local_peak(eh)
         bv[:, 1:-1] |= local_peak(ev.T).T
     # tolerate a one-pixel wobble of the edge
@@ -53,17 +54,22 @@ def find_inset(F: Frames, box, p: LayoutParams, moving: bool = True) -> tuple[tu
     hs = (hrow[:, None, :] - hrow[:, :, None]) / np.maximum(xs[None, :] - xs[:, None], 1)  # (ny, nx, nx)
     vcol = cv[ys][:, xs].T  # (nx, ny)
     vs = (vcol[:, None, :] - vcol[:, :, None]) / np.maximum(ys[None, :] - ys[:, None], 1)  # (nx, ny, ny)
-    # every rectangle at once, indexed [top, bottom, left, right]
-    top, bot = hs[:, None, :, :], hs[None, :, :, :]
-    lef = vs.transpose(1, 2, 0)[:, :, :, None]
-    rig = vs.transpose(1, 2, 0)[:, :, None, :]
-    YA, YB, XA, XB = np.meshgrid(ys, ys, xs, xs, indexing="ij", sparse=True)
+    # Every rectangle [top i, bottom j, left u, right v] whose four sides lie inside the box and that is
+    # large enough, as flat indices into the (ny, ny, nx, nx) grid in ascending order. Built from the
+    # row pairs and column pairs that can qualify, not over the whole grid: the grid holds up to a million
+    # rectangles of which a few percent qualify, and full-grid temporaries were a fifth of a pip video's time.
+    ny, nx = len(ys), len(xs)
+    rows = (ys[None, :] - ys[:, None] >= min_h) & (ys[:, None] > 0) & (ys[None, :] < H - 1)
+    cols = (xs[None, :] - xs[:, None] >= min_w) & (xs[:, None] > 0) & (xs[None, :] < W - 1)
+    flat = (np.flatnonzero(rows)[:, None] * (nx * nx) + np.flatnonzero(cols)[None, :]).ravel()
+    I, J, U, V = np.unravel_index(flat, (ny, ny, nx, nx))
+    YA, YB, XA, XB = ys[I], ys[J], xs[U], xs[V]
     area = (YB - YA) * (XB - XA) / (H * W)
+    keep = (area >= p.pip_min_area) & (area <= p.pip_max_area)
+    flat, I, J, U, V, YA, YB, XA, XB, area = (a[keep] for a in (flat, I, J, U, V, YA, YB, XA, XB, area))
     near = (YA < p.pip_near * H, YB > (1 - p.pip_near) * H - 1, XA < p.pip_near * W, XB > (1 - p.pip_near) * W - 1)
-    covers = (top, bot, lef, rig)
-    inside = ((YB - YA >= min_h) & (XB - XA >= min_w) & (area >= p.pip_min_area) & (area <= p.pip_max_area)
-              & (YA > 0) & (YB < H - 1) & (XA > 0) & (XB < W - 1))  # all four sides inside the box
-    ok = inside
+    covers = (hs[I, U, V], hs[J, U, V], vs[U, I, J], vs[V, I, J])  # top, bottom, left, right
+    ok = np.ones(flat.shape, bool)
     for c, nr in zip(covers, near):
         ok = ok & (c >= np.where(nr, p.pip_cover_near, p.pip_cover))
     # rank by the weakest side away from the box border (sides near it are covered less)
@@ -78,7 +84,7 @@ def find_inset(F: Frames, box, p: LayoutParams, moving: bool = True) -> tuple[tu
     faint = np.zeros(ok.shape, np.int8)
     for c, nr in zip(covers, near):
         faint += (c < p.pip_cover) & ~nr
-    ok_faint = inside & (faint == 1)
+    ok_faint = faint == 1
     for c, nr in zip(covers, near):
         ok_faint = ok_faint & (c >= np.where(nr, p.pip_cover_near, p.pip_cover_faint))
     # ranked by the weakest of its other sides away from the border
@@ -114,10 +120,8 @@ def find_inset(F: Frames, box, p: LayoutParams, moving: bool = True) -> tuple[tu
     def rules_pick():
         """The rules' inset: the best-ranked rectangle whose sides pass as seams (see the README)."""
         for cand, rank, faint_pass in ((ok, score, False), (ok_faint, score_faint, True)):
-            idx = np.flatnonzero(cand)
-            for k in idx[np.argsort(-rank.ravel()[idx], kind="stable")][:p.pip_tries]:
-                i, j, u, v = np.unravel_index(k, cand.shape)
-                ya, yb, xa, xb = int(ys[i]), int(ys[j]), int(xs[u]), int(xs[v])
+            for k in _ranked(cand, rank)[:p.pip_tries]:
+                ya, yb, xa, xb = int(YA[k]), int(YB[k]), int(XA[k]), int(XB[k])
                 clear4: list[bool] = []
                 ratios: list[float] = []
                 for axis, pos, a, b in ((1, ya, xa, xb), (1, yb, xa, xb), (2, xa, ya, yb), (2, xb, ya, yb)):
@@ -135,16 +139,13 @@ def find_inset(F: Frames, box, p: LayoutParams, moving: bool = True) -> tuple[tu
                 else:
                     # one clear side across and one along (the two inner sides of a corner inset)
                     if (clear4[0] or clear4[1]) and (clear4[2] or clear4[3]):
-                        return (xa + x0, ya + y0, xb + x0, yb + y0), float(rank.ravel()[k]), round(min(ratios), 2), \
-                            (int(i), int(j), int(u), int(v))
+                        return (xa + x0, ya + y0, xb + x0, yb + y0), float(rank[k]), round(min(ratios), 2), int(k)
         return None
 
-    cover_all = [np.broadcast_to(c, ok.shape) for c in covers]
-
-    def measure(i: int, j: int, u: int, v: int, least: int = 0):
-        """A rectangle measured for the scorer: (frame box, features, sides that are clear or steps); the
+    def measure(k: int, least: int = 0):
+        """Rectangle k measured for the scorer: (frame box, features, sides that are clear or steps); the
         features only when at least ``least`` sides are (they cost more than the sides)."""
-        ya, yb, xa, xb = int(ys[i]), int(ys[j]), int(xs[u]), int(xs[v])
+        ya, yb, xa, xb = int(YA[k]), int(YB[k]), int(XA[k]), int(XB[k])
         sides = []
         for key in ((1, ya, xa, xb), (1, yb, xa, xb), (2, xa, ya, yb), (2, xb, ya, yb)):
             side(*key)
@@ -154,7 +155,7 @@ def find_inset(F: Frames, box, p: LayoutParams, moving: bool = True) -> tuple[tu
         if steps < least:
             return inner, None, steps
         f = inset_features(F, inner, box, [(r, st, cs, cm, clear, near) for clear, r, _, near, st, cs, cm in sides],
-                           [float(c[i, j, u, v]) for c in cover_all], moving)
+                           [float(c[k]) for c in covers], moving)
         return inner, f, steps
 
     scorer = active_scorer(p)
@@ -171,7 +172,7 @@ def find_inset(F: Frames, box, p: LayoutParams, moving: bool = True) -> tuple[tu
     picked = rules_pick()
     if picked is None:
         return None
-    rect, f, _ = measure(*picked[3])
+    rect, f, _ = measure(picked[3])
     prob = float(scorer.insets([f])[0])
     return (rect, prob, picked[2]) if prob >= p.rules_inset_p else None
 
@@ -181,14 +182,13 @@ def _scored(box, p: LayoutParams, scorer, cand: np.ndarray, rank: np.ndarray, me
     that are steps) are measured in full and the likeliest inset above the scorer's threshold wins.
     Candidates are traced for training whether or not a scorer decides."""
     rows, rects, ranks = [], [], []
-    idx = np.flatnonzero(cand)
-    for k in idx[np.argsort(-rank.ravel()[idx], kind="stable")][:p.pip_tries]:
-        inner, f, steps = measure(*np.unravel_index(k, cand.shape), least=2)
+    for k in _ranked(cand, rank)[:p.pip_tries]:
+        inner, f, steps = measure(int(k), least=2)
         if f is None:
             continue
         rows.append(f)
         rects.append(inner)
-        ranks.append(float(rank.ravel()[k]))
+        ranks.append(float(rank[k]))
         if len(rows) >= p.pip_scored:
             break
     probs = scorer.insets(rows) if scorer is not None and rows else np.zeros(len(rows))
@@ -207,6 +207,12 @@ def _scored(box, p: LayoutParams, scorer, cand: np.ndarray, rank: np.ndarray, me
     close = np.flatnonzero(probs >= max(scorer.inset_threshold, probs.max() - 0.1))
     best = int(close[np.argmax(np.asarray(ranks)[close])])
     return rects[best], float(probs[best]), round(min(math.exp(rows[best]["log_ratio_min"]) - 1, 99.0), 2)
+
+
+def _ranked(cand: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Positions of the candidates, best rank first; ties keep grid order (the order they were built in)."""
+    idx = np.flatnonzero(cand)
+    return idx[np.argsort(-rank[idx], kind="stable")]
 
 
 def _pip_lines(b: np.ndarray, min_len: int, p: LayoutParams, most: int = 30) -> np.ndarray:

@@ -6,6 +6,7 @@ import numpy as np
 
 from indexer.layout.features import TRACE, seam_features, trace
 from indexer.layout.frames import Frames, corr_rows
+from indexer.layout.order import median, median_all, quantile, quantile_all
 from indexer.layout.params import LayoutParams
 from indexer.layout.scorer import active_scorer
 
@@ -20,12 +21,12 @@ def seam_scores(g: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
         g = g.transpose(0, 2, 1)
     # central difference over 2 px: seams blended over one row by scaling still show
     d = np.abs(g[:, 2:, :] - g[:, :-2, :])  # (T, n-2, L): boundary at row i+1
-    step = np.median(d, axis=2)  # (T, n-2)
+    step = median(d, axis=2)  # (T, n-2)
     T, m = step.shape
     # neighbourhood baseline: median step of rows 3..10 away on both sides
     pad = np.pad(step, ((0, 0), (10, 10)), mode="edge")
     neigh = np.stack([pad[:, 10 + k: 10 + k + m] for k in (-10, -8, -6, -4, 4, 6, 8, 10)], axis=0)
-    base = np.median(neigh, axis=0)
+    base = median(neigh, axis=0)
     ratio = step / (base + 2.0)
     return step, ratio
 
@@ -49,7 +50,7 @@ def continuity(g: np.ndarray, m: np.ndarray, pos: int, k: int = 3,
         for e in exclude:
             keep[max(0, e - 4): e + 4] = False
         ga, gb = ga[:, keep], gb[:, keep]
-    structure = float(np.median(corr_rows(ga, gb)))
+    structure = median_all(corr_rows(ga, gb))
     ma = m[:, max(0, pos - 6): max(1, pos - 2), :].mean(axis=1)
     mb = m[:, min(n - 1, pos + 2): min(n, pos + 6), :].mean(axis=1)
     if ma.shape != mb.shape or ma.size == 0:
@@ -101,7 +102,7 @@ def straightness(g: np.ndarray, pos: int, flat_std: float) -> float:
     lo, hi = max(0, pos - 4), min(d.shape[1], pos + 3)
     if hi <= lo:
         return 0.0
-    win = np.median(d[:, lo:hi, :], axis=0)
+    win = median(d[:, lo:hi, :], axis=0)
     am = np.argmax(win, axis=0) + lo + 1
     narrow = float(np.mean(np.abs(am - pos) <= 1))
     stripe = divider(g, pos, flat_std)
@@ -114,7 +115,7 @@ def straightness(g: np.ndarray, pos: int, flat_std: float) -> float:
     lo, hi = max(0, pos - 6), min(d.shape[1], pos + 3)
     if hi <= lo:
         return narrow
-    am = np.argmax(np.median(d[:, lo:hi, :], axis=0), axis=0) + lo + 2
+    am = np.argmax(median(d[:, lo:hi, :], axis=0), axis=0) + lo + 2
     wide = max(float(np.mean(np.abs(am - c) <= 1)) for c in range(pos - 2, pos + 3))
     return max(narrow, wide)
 
@@ -155,8 +156,8 @@ def _find_seams_in(F: Frames, plane: str, box: tuple[int, int, int, int], axis: 
         return []
     step, ratio = seam_scores(g, 1)
     q = p.seam_quantile
-    r = np.quantile(ratio, q, axis=0)
-    s = np.quantile(step, q, axis=0)
+    r = quantile(ratio, q, axis=0)
+    s = quantile(step, q, axis=0)
     grid_cells = need is not None  # the lenient search for grid cuts inside feeds already found
     if need is None:
         need = p.seam_ratio if moving else p.static_seam_ratio
@@ -184,7 +185,7 @@ def _find_seams_in(F: Frames, plane: str, box: tuple[int, int, int, int], axis: 
         scorer = active_scorer(p) if p.seam_scorer else None
         if scorer is not None or TRACE.get() is not None:  # the features cost: only for a scorer or training
             rules_ok = "rejected" not in info
-            feats = seam_features(F, box, axis, pos + off, ratio=sc, ratio_hi=float(np.quantile(ratio[:, i], 0.7)),
+            feats = seam_features(F, box, axis, pos + off, ratio=sc, ratio_hi=quantile_all(ratio[:, i], 0.7),
                                   step=float(s[i]), straight=info["straight"], structure=info["structure"],
                                   comotion=info["comotion"], divider=divider(g, pos, p.bar_std) is not None,
                                   plane=plane, weak=bool(info.get("weak")), moving=moving, grid_cell=grid_cells)
@@ -249,8 +250,8 @@ def segment_seam(g: np.ndarray, m: np.ndarray, axis: int, pos: int, a: int, b: i
     step, ratio = seam_scores(sub, 1)
     i = min(max(pos - lo - 1, 0), step.shape[1] - 1)
     q = 0.3
-    r = float(np.quantile(ratio[:, max(0, i - 1): i + 2].max(axis=1), q))
-    st = float(np.quantile(step[:, max(0, i - 1): i + 2].max(axis=1), q))
+    r = quantile_all(ratio[:, max(0, i - 1): i + 2].max(axis=1), q)
+    st = quantile_all(step[:, max(0, i - 1): i + 2].max(axis=1), q)
     # at two distances: a side on the edge of a thin stripe in one picture (a frame, a shelf's edge)
     # reads the stripe itself 3 px away, and the picture continuing across it only further off
     both = [continuity(sub, msub, pos - lo, k=k) for k in (3, 5)]
