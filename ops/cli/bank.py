@@ -17,8 +17,9 @@ from rich.table import Table
 
 from indexer.errors import ConfigError, MediaError, SludgeError
 from ops.app import err_console
-from ops.cli.main import get_app
-from ops.cli.output import VIDEO_EXTENSIONS, emit_json, format_time, out_console
+from ops.cli.context import get_app
+from ops.cli.output import VIDEO_EXTENSIONS, emit_json, out_console
+from ops.usecases.times import format_time
 from search.bank import ExemplarBank
 from search.exemplars import image_exemplar, read_image, reembed, text_exemplar, video_exemplars
 from search.types import Exemplar, Policy, Rule, check_policy_name

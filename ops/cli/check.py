@@ -15,7 +15,7 @@ from rich.table import Table
 
 from indexer.pdq import pdq_hash
 from indexer.pipeline import sample_video
-from ops.cli.main import get_app
+from ops.cli.context import get_app
 from ops.cli.output import emit_json, out_console
 from ops.screening import DECISION_OF_VERDICT, Screening, match_bank, screen
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ops.cli.main import get_app
+from ops.cli.context import get_app
 from ops.cli.output import emit_json, out_console
 
 

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from indexer.errors import MediaError
 from indexer.pipeline import sample_video
-from ops.cli.main import get_app
+from ops.cli.context import get_app
 from ops.cli.output import emit_json, out_console
 
 

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ops.cli.main import get_app
+from ops.cli.context import get_app
 from ops.cli.output import out_console
 from ops.config import effective_config
 

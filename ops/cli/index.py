@@ -16,7 +16,7 @@ from indexer.errors import MediaError, SludgeError
 from indexer.identity import file_sha256
 from indexer.media import check_media_file
 from ops.app import err_console
-from ops.cli.main import get_app
+from ops.cli.context import get_app
 from ops.cli.output import emit_json, expand_paths, out_console
 
 

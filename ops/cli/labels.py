@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from ops.cli.main import get_app
-from ops.cli.output import emit_json, format_time, out_console
+from ops.cli.context import get_app
+from ops.cli.output import emit_json, out_console
+from ops.usecases.times import format_time
 
 
 @click.group("labels")

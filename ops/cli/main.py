@@ -72,11 +72,6 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     ctx.obj["make_app"] = make_app
 
 
-def get_app(ctx: click.Context) -> App:
-    """Settings are read when a command runs, not at import, so --help never fails on config."""
-    return ctx.find_root().obj["make_app"]()
-
-
 def _register() -> None:
     from ops.cli import (
         bank,

@@ -6,8 +6,9 @@ import click
 from rich.table import Table
 
 from indexer.errors import ConfigError
-from ops.cli.main import get_app
-from ops.cli.output import emit_json, format_time, out_console
+from ops.cli.context import get_app
+from ops.cli.output import emit_json, out_console
+from ops.usecases.times import format_time
 from search.types import Policy, Rule
 
 THRESHOLD = click.FloatRange(-1.0, 1.0)

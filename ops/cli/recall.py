@@ -10,8 +10,10 @@ from rich.table import Table
 
 from indexer.errors import ConfigError, QueryError
 from ops.app import err_console
-from ops.cli.main import get_app
-from ops.cli.output import TimeParam, emit_json, format_time, out_console
+from ops.cli.context import get_app
+from ops.cli.output import TimeParam, emit_json, out_console
+from ops.usecases.recall import check_text, embed_queries, recall_videos
+from ops.usecases.times import format_time
 from search.exemplars import read_image
 from search.history import HistoryFilter
 
@@ -75,10 +77,7 @@ def recall_cmd(ctx: click.Context, query: str | None, image: str | None, transcr
         raise QueryError("nothing to search for: give --query TEXT, --image PATH or --transcript TEXT")
     for name, text in [("query", query), ("transcript query", transcript)] + [("query", q) for q in queries]:
         if text is not None:
-            if not text.strip():
-                raise QueryError(f"the {name} is empty")
-            if len(text) > rs.max_query_chars:
-                raise QueryError(f"the {name} has {len(text)} characters; at most {rs.max_query_chars} are allowed")
+            check_text(text, rs.max_query_chars, name)
     if since is not None and until is not None and since >= until:
         raise QueryError("--since must be earlier than --until")
     where = HistoryFilter(since=since, until=until, layouts=layouts, sources=sources, decisions=decisions)
@@ -96,18 +95,14 @@ def recall_cmd(ctx: click.Context, query: str | None, image: str | None, transcr
         return _render(rows, fmt, title=f"transcript: {transcript}", random=False)
 
     img = read_image(image) if image is not None else None  # an unreadable image fails before the model loads
-    if queries:
-        vectors = app.encoder.embed_texts(queries)
-    else:
-        vectors = app.encoder.embed_texts([query]) if query is not None else app.encoder.embed_images([img])
+    vectors = embed_queries(app, texts=queries or [query]) if img is None else embed_queries(app, images=[img])
     history = app.history()
     search_for = _engine(app, history, engine, where, vectors, k or limit * rs.frames_per_video,
                          nlist=nlist, nprobe=nprobe)
     batch = []
     for i, vector in enumerate(vectors):
-        hits = history.recall(vector, limit=limit, min_score=min_score, where=where, transcript=transcript,
-                              frames_per_video=rs.frames_per_video, snippet_chars=rs.snippet_chars,
-                              num_candidates=num_candidates, k=k, search=search_for(i))
+        hits = recall_videos(app, vector, history=history, limit=limit, min_score=min_score, where=where,
+                      transcript=transcript, num_candidates=num_candidates, k=k, search=search_for(i))
         rows = []
         for h in hits:
             d = h.to_dict()

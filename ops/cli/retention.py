@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from ops.cli.main import get_app
+from ops.cli.context import get_app
 from ops.cli.output import emit_json, out_console
 
 

@@ -9,7 +9,7 @@ import threading
 import click
 
 from ops.app import err_console
-from ops.cli.main import get_app
+from ops.cli.context import get_app
 
 
 def _service_logs() -> None:

@@ -10,10 +10,12 @@ import click
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from indexer.errors import QueryError, SludgeError
+from indexer.errors import SludgeError
 from ops.app import err_console
-from ops.cli.main import get_app
-from ops.cli.output import TimeParam, emit_json, format_time, out_console
+from ops.cli.context import get_app
+from ops.cli.output import TimeParam, emit_json, out_console
+from ops.usecases.recall import check_text, embed_queries
+from ops.usecases.times import format_time
 from search.exemplars import read_image
 from search.history import FrameHistory, HistoryFilter, SweepCandidate
 from search.sweeps import run_sweep
@@ -53,13 +55,9 @@ def sweep_group(ctx: click.Context, policy: str | None, query: str | None, image
     check_policy_name(policy)
     app = get_app(ctx)
     if query is not None:
-        if not query.strip():
-            raise QueryError("the query is empty")
-        if len(query) > app.settings.recall.max_query_chars:
-            raise QueryError(f"the query has {len(query)} characters; at most "
-                             f"{app.settings.recall.max_query_chars} are allowed")
+        check_text(query, app.settings.recall.max_query_chars)
     img = read_image(image) if image is not None else None
-    vector = (app.encoder.embed_texts([query]) if query is not None else app.encoder.embed_images([img]))[0]
+    vector = (embed_queries(app, texts=[query]) if img is None else embed_queries(app, images=[img]))[0]
     history = app.history()
     where = HistoryFilter(since=since, until=until, layouts=layouts, sources=sources, decisions=decisions)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,

@@ -9,7 +9,7 @@ import click
 from indexer.errors import MediaError, NoAudioError, SludgeError
 from indexer.records import EMPTY_TRANSCRIPT
 from ops.app import err_console
-from ops.cli.main import get_app
+from ops.cli.context import get_app
 from ops.cli.output import emit_json, out_console
 
 

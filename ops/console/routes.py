@@ -21,10 +21,11 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from indexer.errors import SludgeError
+from indexer.errors import QueryError, SludgeError
 from indexer.thumbs import list_thumbnails, make_thumbnail, save_jpeg, thumb_name, thumbnail_file
 from ops.console.sessions import COOKIE, TTL_S, Session, Sessions
 from ops.hooks.errors import HooksError
+from ops.usecases.recall import embed_queries, recall_videos
 
 HERE = Path(__file__).resolve().parent
 PER_PAGE = 24
@@ -171,7 +172,7 @@ def mount_console(api: FastAPI, app_ctx, hooks, stores, model_lock) -> None:
     # -- recall ----------------------------------------------------------------------------------
 
     def _recall_page(request: Request, s: Session, vec, query_text: str, params: dict[str, str]):
-        from ops.cli.output import parse_time
+        from ops.usecases.times import parse_time
         from search.history import HistoryFilter
 
         pg = max(0, int(params.get("page") or 0))
@@ -185,9 +186,8 @@ def mount_console(api: FastAPI, app_ctx, hooks, stores, model_lock) -> None:
                               layouts=tuple(x for x in [params.get("layout")] if x),
                               sources=tuple(x for x in [params.get("channel")] if x),
                               decisions=tuple(x for x in [params.get("decision")] if x))
-        hits = stores.history().recall(vec, limit=PER_PAGE * (pg + 1), min_score=min_score, where=where,
-                                       frames_per_video=settings.recall.frames_per_video,
-                                       snippet_chars=settings.recall.snippet_chars)
+        hits = recall_videos(app_ctx, vec, history=stores.history(), limit=PER_PAGE * (pg + 1), min_score=min_score,
+                             where=where)
         shown = hits[PER_PAGE * pg:]
         cards = []
         for h in shown:
@@ -213,10 +213,10 @@ def mount_console(api: FastAPI, app_ctx, hooks, stores, model_lock) -> None:
             return page(request, "recall.html", s, query="", params=params, cards=None, page=0, more=False,
                         prev_url=None, next_url=None, policies=[p.name for p in stores.bank().list_policies()],
                         random_weights=False)
-        if len(q) > settings.recall.max_query_chars:
-            raise _Refused(400, f"the query has {len(q)} characters; at most {settings.recall.max_query_chars}")
-        with model_lock:
-            vec = app_ctx.encoder.embed_texts([q])[0]
+        try:
+            vec = embed_queries(app_ctx, texts=[q], lock=model_lock)[0]
+        except QueryError as e:
+            raise _Refused(400, str(e)) from None
         return _recall_page(request, s, vec, q, params)
 
     @api.post("/ui/recall", response_class=HTMLResponse, include_in_schema=False)
@@ -232,8 +232,7 @@ def mount_console(api: FastAPI, app_ctx, hooks, stores, model_lock) -> None:
             image = _read_upload_image(await up.read(), up.filename or "image")
             params = {k: str(form.get(k) or "") for k in ("since", "until", "layout", "channel", "decision",
                                                           "min_score")}
-            with model_lock:
-                vec = app_ctx.encoder.embed_images([image])[0]
+            vec = embed_queries(app_ctx, images=[image], lock=model_lock)[0]
             return _recall_page(request, s, vec, f"image: {up.filename}", {**params, "q": "", "page": ""})
         finally:
             await form.close()

@@ -26,7 +26,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from indexer.encoders.base import CONTENT_PATTERN
-from indexer.errors import NotFoundError, QueryError, SludgeError, StoreError
+from indexer.errors import NotFoundError, SludgeError, StoreError
 from ops.faults import fault_point
 from ops.hooks.asgi import (
     BodyGuard,
@@ -43,6 +43,7 @@ from ops.hooks.keys import ApiKey
 from ops.hooks.service import Hooks
 from ops.hooks.sources import check_path, check_url
 from ops.hooks.worker import upload_dir
+from ops.usecases.recall import embed_queries, recall_videos
 from search.exemplars import MAX_NOTE_CHARS, MAX_TEXT_CHARS
 from search.history import EARLIEST_TIME, LATEST_TIME
 from search.types import MAX_DESCRIPTION_CHARS, MAX_RULE_K, POLICY_NAME_PATTERN
@@ -448,16 +449,11 @@ def create_app(app_ctx, hooks: Hooks | None = None) -> FastAPI:
         """Text-to-frame search over every indexed upload, grouped by video (as `sludge recall`)."""
         from search.history import HistoryFilter
 
-        if len(body.query) > settings.recall.max_query_chars:
-            raise QueryError(f"the query has {len(body.query)} characters; at most "
-                             f"{settings.recall.max_query_chars} are allowed (recall.max_query_chars)")
         where = HistoryFilter(since=body.since, until=body.until, layouts=tuple(body.layouts),
                               sources=tuple(body.sources), decisions=tuple(body.decisions))
-        with model_lock:
-            vec = app_ctx.encoder.embed_texts([body.query])[0]
-        hits = history().recall(vec, limit=body.limit, min_score=body.min_score, where=where,
-                                transcript=body.transcript, frames_per_video=settings.recall.frames_per_video,
-                                snippet_chars=settings.recall.snippet_chars)
+        vec = embed_queries(app_ctx, texts=[body.query], lock=model_lock)[0]
+        hits = recall_videos(app_ctx, vec, history=history(), limit=body.limit, min_score=body.min_score,
+                             where=where, transcript=body.transcript)
         return RecallView(query=body.query, model_id=app_ctx.encoder.model_id,
                           random_weights=bool(getattr(app_ctx.encoder, "random_weights", False)),
                           results=[_public_hit(h.to_dict()) for h in hits])
