@@ -75,5 +75,18 @@ def clip_b(gen_dir) -> Path:
 
 
 # Server fixtures (real Redis / Elasticsearch started for the session) live in their own modules.
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch) -> Path:
+    """A clean configuration for in-process CLI runs: no SLUDGE_* from outside, the embedded stores
+    under tmp_path (also the working directory), the encoder with seeded random weights (no hub here)."""
+    for k in list(os.environ):
+        if k.startswith("SLUDGE_"):
+            monkeypatch.delenv(k)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SLUDGE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SLUDGE_ENCODER__RANDOM_WEIGHTS", "true")
+    return tmp_path
+
+
 from fixtures_redis import *  # noqa: E402,F401,F403
 from fixtures_es import *  # noqa: E402,F401,F403

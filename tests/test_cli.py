@@ -13,21 +13,15 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import media
+
 from ops.cli.main import cli
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    for k in list(os.environ):
-        if k.startswith("SLUDGE_"):
-            monkeypatch.delenv(k)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SLUDGE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("SLUDGE_ENCODER__RANDOM_WEIGHTS", "true")
+def env(cli_env, monkeypatch):
     monkeypatch.setenv("SLUDGE_TRANSCRIBER__MODEL", "tiny.en")
-    return tmp_path
+    return cli_env
 
 
 def run(*args, ok=True):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import numpy as np
@@ -100,17 +99,11 @@ def test_ivf_is_close_to_exact():
 
 
 @pytest.fixture
-def indexed(tmp_path, monkeypatch, clip_a, clip_b, gen_dir):
+def indexed(cli_env, tmp_path, monkeypatch, clip_a, clip_b, gen_dir):
     from click.testing import CliRunner
 
     from ops.cli.main import cli
 
-    for k in list(os.environ):
-        if k.startswith("SLUDGE_"):
-            monkeypatch.delenv(k)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SLUDGE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("SLUDGE_ENCODER__RANDOM_WEIGHTS", "true")
     monkeypatch.setenv("SLUDGE_TRANSCRIBER__ENABLED", "false")
     videos = tmp_path / "videos"
     videos.mkdir()
