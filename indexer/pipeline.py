@@ -41,6 +41,21 @@ class Sampled:
     layout_seconds: float = 0.0
 
 
+@dataclass
+class Analysed:
+    """What every screening needs of a video: its sampled frames (with the layout), their embeddings and
+    PDQ hashes. ``sludge check`` screens this; indexing adds the file hash, thumbnails and transcript."""
+
+    sampled: Sampled
+    embeddings: np.ndarray
+    pdq: list[tuple[str, int]]
+    timings: dict[str, float]
+
+    @property
+    def times(self) -> list[float]:
+        return [f.ts for f in self.sampled.frames]
+
+
 def sample_video(
     path: str | Path,
     sampler: Sampler,
@@ -117,33 +132,38 @@ class VideoIndexer:
         source: str | None = None,
         uploaded_at: float | None = None,
     ) -> VideoRecord:
-        timings: dict[str, float] = {}
-        t = time.perf_counter()
-        sampled = sample_video(  # checks the file before hashing it
-            path, self.sampler, self.limits, layout=self.layout, layout_params=self.layout_params
-        )
-        timings["decode"] = sampled.seconds
-        if self.layout:
-            timings["layout"] = sampled.layout_seconds
+        a = self.analyse(path)  # checks the file before hashing it
+        sampled = a.sampled
         t = time.perf_counter()
         vid = video_id or file_sha256(path)
-        timings["hash"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        emb = self.embed_frames(sampled.frames)
-        timings["encode"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        hashes = [pdq_hash(f.image) for f in sampled.frames]
-        timings["pdq"] = time.perf_counter() - t
+        hash_s = time.perf_counter() - t
+        timings = {k: a.timings[k] for k in ("decode", "layout") if k in a.timings}
+        timings.update(hash=hash_s, encode=a.timings["encode"], pdq=a.timings["pdq"])
         self.write_thumbnails(vid, sampled.frames, timings)
 
         t = time.perf_counter()
         transcript = self.transcribe(path, sampled.info.has_audio)
         timings["transcribe"] = time.perf_counter() - t
 
-        return self.build_record(path, vid, sampled, emb, hashes, transcript, timings,
+        return self.build_record(path, vid, sampled, a.embeddings, a.pdq, transcript, timings,
                                  source=source, uploaded_at=uploaded_at)
+
+    def analyse(self, path: str | Path) -> Analysed:
+        """Sample (with the layout), embed and PDQ-hash a video: the first stage of screening."""
+        timings: dict[str, float] = {}
+        sampled = sample_video(
+            path, self.sampler, self.limits, layout=self.layout, layout_params=self.layout_params
+        )
+        timings["decode"] = sampled.seconds
+        if self.layout:
+            timings["layout"] = sampled.layout_seconds
+        t = time.perf_counter()
+        emb = self.embed_frames(sampled.frames)
+        timings["encode"] = time.perf_counter() - t
+        t = time.perf_counter()
+        hashes = [pdq_hash(f.image) for f in sampled.frames]
+        timings["pdq"] = time.perf_counter() - t
+        return Analysed(sampled, emb, hashes, timings)
 
     def build_record(
         self,

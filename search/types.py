@@ -115,7 +115,7 @@ class Match:
     kind: str
     source: str
     score: float
-    signal: Literal["embedding", "pdq"] = "embedding"
+    signal: str = "embedding"  # the name of the signal that matched (search.signals)
     #: PDQ matches only: Hamming distance in bits. ``score`` is then 1 - distance/128, the
     #: cosine of the two hashes as ±1 vectors; a PDQ match counts as reaching any threshold.
     distance: int | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from search.signals import is_decisive
 from search.types import Match, Policy, Rule
 
 
@@ -55,9 +56,9 @@ def decide(
             if not mine:
                 continue
             best_per_frame.append(max(m.score for m in mine))
-            # A PDQ match is a near-duplicate of known content (Hasher-Matcher-Actioner's
-            # rule): it counts as reaching the threshold whatever the policy's cosine threshold.
-            if any(m.signal == "pdq" or m.score >= policy.threshold for m in mine):
+            # A decisive signal's match (PDQ: a near-duplicate of known content, Hasher-Matcher-Actioner's
+            # rule) counts as reaching the threshold whatever the policy's cosine threshold.
+            if any(is_decisive(m.signal) or m.score >= policy.threshold for m in mine):
                 over += 1
             flat.extend(FrameMatch(ts, m.exemplar_id, m.kind, m.source, m.score, m.signal) for m in mine)
         if policy.rule.kind == "best":

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from ops.cli.main import cli
-from ops.screening import DECISION_OF_VERDICT
+from ops.usecases.screen import DECISION_OF_VERDICT
 
 pytest.importorskip("transformers")
 

@@ -2,22 +2,19 @@
 
 With ``--confirm`` the cascade decides the video too: stage one from the bank
 verdicts, the layout and the transcript; stage two (Visual-Qwen) only where
-they are unsure (:mod:`classifier.cascade`, via :func:`ops.screening.screen`).
+they are unsure (:mod:`classifier.cascade`, via :func:`ops.usecases.screen.check_video`).
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import click
 from rich.table import Table
 
-from indexer.pdq import pdq_hash
-from indexer.pipeline import sample_video
 from ops.cli.context import get_app
 from ops.cli.output import emit_json, out_console
-from ops.screening import DECISION_OF_VERDICT, Screening, match_bank, screen
+from ops.usecases.screen import DECISION_OF_VERDICT, Screening, check_video
 
 VERDICT_OF_DECISION = {d: v for v, d in DECISION_OF_VERDICT.items()}
 DECISION_STYLE = {"flagged": "bold red", "cleared": "green", "review": "bold yellow"}
@@ -42,35 +39,18 @@ def check_cmd(ctx: click.Context, video: str, sampler: str | None, k: int | None
     else `clear`. With --confirm, also the cascade's decision (flagged,
     cleared or review), the stage that decided, why, and what it cost.
     """
-    app = get_app(ctx)
-    t0 = time.perf_counter()
-    sampled = sample_video(video, app.sampler(sampler), app.limits, layout=True)
-    t_load = time.perf_counter()
-    encoder = app.encoder  # loaded on first use: not part of what stage one costs per video
-    load_s = time.perf_counter() - t_load
-    vectors = encoder.embed_images([f.image for f in sampled.frames])
-    bank = app.bank()
-    times = [f.ts for f in sampled.frames]
-    # Second signal: PDQ near-duplicates of known images and frames (re-uploads).
-    pdq = [pdq_hash(f.image) for f in sampled.frames]
-    kk = k or app.settings.bank.k
-    screening: Screening | None = None
-    if confirm:
-        screening = screen(bank, video, times, vectors, pdq, k=kk, cascade=app.cascade, layout=sampled.layout,
-                           stage_one_seconds=time.perf_counter() - t0 - load_s)
-        verdicts = screening.policies
-    else:
-        verdicts = match_bank(bank, times, vectors, pdq, kk)
+    c = check_video(get_app(ctx), video, sampler=sampler, k=k, confirm=confirm)
+    sampled, verdicts, screening = c.analysed.sampled, c.verdicts, c.screening
     result: dict[str, Any] = {
         "path": video,
         "verdict": "candidate" if any(v.verdict == "candidate" for v in verdicts) else "clear",
         "policies": [v.to_dict() for v in verdicts],
-        "frames": times,
+        "frames": c.analysed.times,
         "layout": sampled.layout.to_dict() if sampled.layout is not None else None,
-        "model_id": app.encoder.model_id,
-        "random_weights": app.encoder.random_weights,
+        "model_id": c.model_id,
+        "random_weights": c.random_weights,
         "warnings": sampled.warnings,
-        "seconds": round(time.perf_counter() - t0, 3),
+        "seconds": c.seconds,
     }
     if screening is not None:
         result["cascade"] = cascade_dict(screening)
@@ -86,7 +66,7 @@ def check_cmd(ctx: click.Context, video: str, sampler: str | None, k: int | None
         table.add_column(col, overflow="fold")
     for v in verdicts:
         style = "bold red" if v.verdict == "candidate" else "green"
-        best = "\n".join(f"{m.score:.3f}{' pdq' if m.signal == 'pdq' else ''} {m.kind} {m.source[:50]} @{m.ts:.1f}s"
+        best = "\n".join(f"{m.score:.3f}{'' if m.signal == 'embedding' else ' ' + m.signal} {m.kind} {m.source[:50]} @{m.ts:.1f}s"
                          for m in v.matches[:3])
         table.add_row(v.policy, f"[{style}]{v.verdict}[/]", "" if v.score is None else f"{v.score:.3f}",
                       f"{v.threshold:g}", v.rule, f"{v.frames_over}/{v.frames}", best)

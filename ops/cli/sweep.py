@@ -141,7 +141,7 @@ def sweep_confirm(ctx: click.Context, policy: str, limit: int | None, threshold:
     or unreadable becomes `review` with the reason; the batch goes on.
     """
     from classifier.cascade import CascadeInput, Decision
-    from ops.screening import DECISION_OF_VERDICT
+    from ops.usecases.screen import DECISION_OF_VERDICT
 
     check_policy_name(policy)
     app = get_app(ctx)

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from indexer.errors import MediaError, SludgeError, StoreError
 from ops.faults import fault_point
@@ -28,7 +27,7 @@ from ops.hooks.jobs import Job, JobQueue
 from ops.hooks.metrics import StageTimer
 from ops.hooks.sources import check_path, fetch_url
 from ops.hooks.webhooks import EVENT_OF_DECISION, Webhooks
-from ops.screening import screen
+from ops.usecases.screen import layout_of, screen_record
 from search.history import snippet
 
 log = logging.getLogger("sludge.worker")
@@ -210,11 +209,8 @@ class Worker:
         self.history.add_video(rec)
         seconds["store"] = time.perf_counter() - t
         times = [f.ts for f in rec.frames]
-        vectors = rec.embeddings if rec.frames else np.zeros((0, self.app.encoder.dim), np.float32)
-        pdq = [(f.pdq, f.pdq_quality) if f.pdq else None for f in rec.frames]
-        layout = ({"layout": rec.layout, **(rec.layout_detail or {})} if rec.layout is not None else None)
-        sc = screen(self.bank, str(path), times, vectors, pdq, k=self.s.bank.k, cascade=self.cascade,
-                    layout=layout, transcript=rec.transcript)
+        layout = layout_of(rec)
+        sc = screen_record(self.bank, rec, str(path), k=self.s.bank.k, cascade=self.cascade)
         seconds["match"] = sc.seconds.get("match", 0.0)
         if self.cascade is not None:
             seconds["confirm"] = sc.seconds.get("stage2", 0.0)

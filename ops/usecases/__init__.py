@@ -7,5 +7,6 @@ itself is assembling a use case by hand; put the assembly here instead. Each use
 application context (:class:`ops.app.App`: settings, models, stores) and plain values.
 
 - :mod:`ops.usecases.recall`: a text or an image → past videos, and the checks on a query.
+- :mod:`ops.usecases.screen`: one video → per-policy verdicts and a decision (``sludge check``, the workers).
 - :mod:`ops.usecases.times`: reading and writing the points in time that filters take.
 """
