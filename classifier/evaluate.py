@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from indexer.stats import bootstrap_ci
+
 from classifier.manifest import Row, load_frames
 
 BOOTSTRAP = 1000
@@ -46,15 +48,8 @@ def metrics(y_true: Sequence[bool], y_pred: Sequence[bool], *, resamples: int = 
     tn, fp, fn, tp = _counts(y, p)
     out["confusion"] = {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
     out["n"] = int(y.size)
-    rng = np.random.default_rng(seed)
-    samples: dict[str, list[float]] = {k: [] for k in ("accuracy", "precision", "recall", "f1")}
-    if y.size:
-        for _ in range(resamples):
-            i = rng.integers(0, y.size, y.size)
-            for k, v in _scores(y[i], p[i]).items():
-                samples[k].append(v)
-    out["ci95"] = {k: ([float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if v else None)
-                   for k, v in samples.items()}
+    ci = bootstrap_ci(int(y.size), lambda i: _scores(y[i], p[i]), resamples=resamples, seed=seed)
+    out["ci95"] = {k: ci.get(k) for k in ("accuracy", "precision", "recall", "f1")}
     out["bootstrap_resamples"] = resamples
     return out
 

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from indexer.layout.params import LAYOUTS
+from indexer.stats import bootstrap_ci
 
 
 def read_labels(labels_csv: str | Path, base: str | Path | None = None) -> list[tuple[str, str]]:
@@ -55,19 +56,12 @@ def layout_metrics(truth: list[str], pred: list[str], n_boot: int = 1000, seed: 
     extra = sorted({x for x in list(truth) + list(pred) if x not in classes})
     classes += extra
     point = _metric_values(truth, pred, classes)
-    rng = np.random.default_rng(seed)
     n = len(truth)
     t = np.array(truth)
     q = np.array(pred)
-    boots: dict[str, list[float]] = {k: [] for k in point}
-    for _ in range(n_boot if n else 0):
-        idx = rng.integers(0, n, n)
-        for k, v in _metric_values(list(t[idx]), list(q[idx]), classes).items():
-            boots[k].append(v)
-    ci = {}
-    for k, vals in boots.items():
-        a = np.array([v for v in vals if v == v])
-        ci[k] = [float(np.quantile(a, 0.025)), float(np.quantile(a, 0.975))] if a.size else [None, None]
+    boots = bootstrap_ci(n, lambda idx: _metric_values(list(t[idx]), list(q[idx]), classes), resamples=n_boot,
+                         seed=seed)
+    ci = {k: boots.get(k) or [None, None] for k in point}
     confusion = {tc: {pc: int(np.sum((t == tc) & (q == pc))) for pc in classes} for tc in classes}
     return {"n": n, "n_single": int(np.sum(t == "single_scene")), "metrics": point, "ci95": ci,
             "confusion": confusion, "classes": classes, "bootstrap": {"resamples": n_boot, "seed": seed}}
