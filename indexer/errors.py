@@ -67,17 +67,5 @@ class CompositeError(SludgeError):
     """A test video could not be generated."""
 
 
-class StoreError(SludgeError):
-    """A store (bank or history) refused an operation."""
-
-
-class ModelMismatchError(StoreError):
-    """Embeddings of two different models would be mixed in one store."""
-
-
-class NotFoundError(StoreError):
-    """A requested item does not exist."""
-
-
 class QueryError(SludgeError):
     """A search query is empty, too long, or otherwise unusable."""

@@ -23,8 +23,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from indexer.errors import ConfigError, ModelMismatchError, NotFoundError, QueryError, StoreError
+from indexer.errors import ConfigError, QueryError
 from indexer.pdq import MATCH_DISTANCE, MIN_QUALITY
+from search.errors import ModelMismatchError, NotFoundError, StoreError
 from search.types import (
     EXEMPLAR_KINDS,
     AddResult,

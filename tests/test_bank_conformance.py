@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.errors import ConfigError, ModelMismatchError, NotFoundError, StoreError
+from indexer.errors import ConfigError
 from search.bank import ExemplarBank
+from search.errors import ModelMismatchError, NotFoundError, StoreError
 from search.types import Exemplar, Policy, Rule
 from search.verdict import decide
 

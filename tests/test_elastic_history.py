@@ -8,8 +8,8 @@ import pytest
 from elasticsearch import Elasticsearch
 from test_history_conformance import DIM, MODEL, T0, Settings, make_record, unit
 
-from indexer.errors import ModelMismatchError, StoreError
 from search.elastic.history import ElasticHistory
+from search.errors import ModelMismatchError, StoreError
 
 
 def records(n, seed=0, prefix="v"):

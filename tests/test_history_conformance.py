@@ -11,9 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from indexer.errors import ModelMismatchError, NotFoundError, QueryError
+from indexer.errors import QueryError
 from indexer.identity import frame_id
 from indexer.records import FrameRecord, Transcript, VideoRecord
+from search.errors import ModelMismatchError, NotFoundError
 from search.history import NO_DECISION, HistoryFilter
 from search.sweeps import run_sweep
 

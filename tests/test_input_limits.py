@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.errors import ConfigError, QueryError, StoreError
+from indexer.errors import ConfigError, QueryError
+from search.errors import StoreError
 
 SLUDGE = str(Path(sys.executable).parent / "sludge")
 

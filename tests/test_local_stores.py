@@ -12,9 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from indexer.errors import ModelMismatchError, NotFoundError, QueryError, StoreError
+from indexer.errors import QueryError
 from indexer.identity import frame_id
 from indexer.records import FrameRecord, Transcript, VideoRecord
+from search.errors import ModelMismatchError, NotFoundError, StoreError
 from search.local.bank import LocalBank
 from search.local.history import LocalHistory
 from search.types import Exemplar, Policy, Rule

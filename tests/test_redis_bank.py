@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.errors import StoreError
+from search.errors import StoreError
 from search.types import Exemplar, Policy
 
 DIM = 16

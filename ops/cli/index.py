@@ -174,7 +174,8 @@ def _index_one(indexer, history, path: str, problem: str | None, source: str | N
 
 def _fatal(e: SludgeError) -> bool:
     """Errors that would fail every item the same way stop the batch at once."""
-    from indexer.errors import ModelMismatchError, WeightsUnavailableError
+    from indexer.errors import WeightsUnavailableError
+    from search.errors import ModelMismatchError
 
     return isinstance(e, (ModelMismatchError, WeightsUnavailableError))
 

@@ -68,9 +68,9 @@ def worker_cmd(ctx: click.Context, name: str | None, max_jobs: int | None, no_we
     and the upload folder; a job left by a worker that died is taken over after
     hooks.claim_idle_s. SIGTERM finishes the current job, then exits.
     """
-    from indexer.errors import StoreError
     from ops.hooks.service import Hooks
     from ops.hooks.worker import Worker, redis_answers, wait_for_redis
+    from search.errors import StoreError
 
     app = get_app(ctx)
     hooks = Hooks(app.settings)

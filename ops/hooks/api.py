@@ -26,7 +26,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from indexer.encoders.base import CONTENT_PATTERN
-from indexer.errors import NotFoundError, SludgeError, StoreError
+from indexer.errors import SludgeError
 from ops.faults import fault_point
 from ops.hooks.asgi import (
     BodyGuard,
@@ -44,6 +44,7 @@ from ops.hooks.service import Hooks
 from ops.hooks.sources import check_path, check_url
 from ops.hooks.worker import upload_dir
 from ops.usecases.recall import embed_queries, recall_videos
+from search.errors import NotFoundError, StoreError
 from search.exemplars import MAX_NOTE_CHARS, MAX_TEXT_CHARS
 from search.history import EARLIEST_TIME, LATEST_TIME
 from search.types import MAX_DESCRIPTION_CHARS, MAX_RULE_K, POLICY_NAME_PATTERN

@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-from indexer.errors import MediaError, SludgeError, StoreError
+from indexer.errors import MediaError, SludgeError
 from ops.faults import fault_point
 from ops.hooks.errors import BadSource, HooksError, TooLarge
 from ops.hooks.jobs import Job, JobQueue
@@ -28,6 +27,7 @@ from ops.hooks.metrics import StageTimer
 from ops.hooks.sources import check_path, fetch_url
 from ops.hooks.webhooks import EVENT_OF_DECISION, Webhooks
 from ops.usecases.screen import layout_of, screen_record
+from search.errors import StoreError
 from search.history import snippet
 
 log = logging.getLogger("sludge.worker")

@@ -32,9 +32,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from indexer.errors import ModelMismatchError, NotFoundError, QueryError, StoreError
+from indexer.errors import QueryError
 from indexer.records import VideoRecord
 from search.elastic.outbox import Outbox
+from search.errors import ModelMismatchError, NotFoundError, StoreError
 from search.history import (
     NO_DECISION,
     FrameHistory,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from indexer.errors import StoreError
+from search.errors import StoreError
 
 
 class Outbox:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.errors import NotFoundError, StoreError
 from indexer.pdq import MATCH_DISTANCE, MIN_QUALITY
 from search.bank import (
     ExemplarBank,
@@ -26,6 +25,7 @@ from search.bank import (
     pdq_bits,
     pdq_score,
 )
+from search.errors import NotFoundError, StoreError
 from search.local.db import (
     META_SCHEMA,
     GuardedStore,

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from indexer.errors import ModelMismatchError, StoreError
-
+from search.errors import ModelMismatchError, StoreError
 
 #: How long a write waits for another process's write to finish.
 BUSY_TIMEOUT_S = 30.0

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from indexer.errors import NotFoundError, QueryError, StoreError
+from indexer.errors import QueryError
 from indexer.records import VideoRecord
+from search.errors import NotFoundError, StoreError
 from search.history import (
     NO_DECISION,
     FrameHistory,
@@ -28,7 +29,14 @@ from search.history import (
     SweepCandidate,
     merge_candidate,
 )
-from search.local.db import META_SCHEMA, GuardedStore, ModelGuard, connect, ensure_schema, transaction
+from search.local.db import (
+    META_SCHEMA,
+    GuardedStore,
+    ModelGuard,
+    connect,
+    ensure_schema,
+    transaction,
+)
 from search.local.vectors import VectorIndex
 from search.scores import from_inner_product
 from search.types import FrameHit, StoredVideo, TranscriptHit

@@ -58,7 +58,7 @@ from redisvl.query.filter import FilterExpression, Num, Tag
 from redisvl.schema import IndexSchema
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from indexer.errors import ModelMismatchError, NotFoundError, SludgeError, StoreError
+from indexer.errors import SludgeError
 from indexer.pdq import MATCH_DISTANCE, MIN_QUALITY
 from search.bank import (
     ExemplarBank,
@@ -69,6 +69,7 @@ from search.bank import (
     pdq_bits,
     pdq_score,
 )
+from search.errors import ModelMismatchError, NotFoundError, StoreError
 from search.scores import from_cosine_distance
 from search.types import (
     AddResult,
