@@ -17,9 +17,23 @@ from indexer.pipeline import Limits, VideoIndexer
 from indexer.sampling import Sampler, parse_sampler
 from ops.config import Settings
 from search.bank import ExemplarBank
+from search.factory import open_bank, open_history
 from search.history import FrameHistory
 
 err_console = Console(stderr=True, highlight=False)
+
+
+def _say_if_random(enc: Encoder) -> None:
+    """Every command that loads a model with random weights says so, once, before it answers."""
+    if not enc.random_weights:
+        return
+    if type(enc).__name__ == "QFormerEncoder":  # its random model is the tiny development one, by name
+        err_console.print(f"[bold yellow]note:[/] encoder {enc.model_id} is the tiny development model "
+                          "with RANDOM weights. Scores show the machinery working, not real similarity.")
+        return
+    why = f" because {enc.fallback_reason}" if getattr(enc, "fallback_reason", None) else ""
+    err_console.print(f"[bold yellow]note:[/] encoder {enc.model_id} uses RANDOM weights{why}. "
+                      "Scores and rankings show the machinery working, not real similarity.")
 
 
 class App:
@@ -31,59 +45,11 @@ class App:
 
     @cached_property
     def encoder(self) -> Encoder:
-        s = self.settings.encoder
-        if s.backend == "qformer":
-            from indexer.encoders.qformer import QFormerEncoder
-
-            with err_console.status(f"loading encoder {s.qformer_model} (Q-Former ITC) …"):
-                qenc = QFormerEncoder(s.qformer_model, tokenizer=s.qformer_tokenizer, pooling=s.qformer_pooling,
-                                      device=s.device, batch_size=s.batch_size, seed=s.seed, threads=s.threads)
-            if qenc.random_weights:
-                err_console.print(f"[bold yellow]note:[/] encoder {qenc.model_id} is the tiny development model "
-                                  "with RANDOM weights. Scores show the machinery working, not real similarity.")
-            return qenc
-        from indexer.encoders.openclip import OpenClipEncoder
-
-        with err_console.status(f"loading encoder {s.model} …"):
-            enc = OpenClipEncoder(
-                s.model,
-                s.pretrained,
-                random_weights=s.random_weights,
-                on_missing_weights=s.on_missing_weights,
-                seed=s.seed,
-                image_resize_mode=s.image_resize_mode,
-                batch_size=s.batch_size,
-                threads=s.threads,
-                device=s.device,
-            )
-        if enc.random_weights:
-            why = f" because {enc.fallback_reason}" if enc.fallback_reason else ""
-            err_console.print(
-                f"[bold yellow]note:[/] encoder {enc.model_id} uses RANDOM weights{why}. "
-                "Scores and rankings show the machinery working, not real similarity."
-            )
-        if s.runtime != "torch":
-            enc = self._openvino(enc)
-        return enc
-
-    def _openvino(self, base):
-        """The same model on OpenVINO; INT8 calibrates on frames of the configured videos."""
-        from indexer.encoders.openvino import OpenVinoClipEncoder
+        from indexer.encoders.factory import create_encoder
 
         s = self.settings.encoder
-        precision = {"openvino": "fp32", "openvino-fp16": "fp16", "openvino-int8": "int8"}[s.runtime]
-        calibration = None
-        if precision == "int8":
-            from indexer.pipeline import sample_video
-            from indexer.sampling import UniformSampler
-
-            calibration = [f.image for v in s.calibration_videos
-                           for f in sample_video(v, UniformSampler(8), self.limits).frames]
-        with err_console.status(f"preparing OpenVINO {precision.upper()} model (first run converts it) …"):
-            return OpenVinoClipEncoder(base, precision=precision,
-                                       cache_dir=s.openvino_cache or self.settings.data_dir / "openvino",
-                                       calibration_images=calibration, threads=s.threads,
-                                       batch_size=s.batch_size)
+        return create_encoder(s, openvino_cache=s.openvino_cache or self.settings.data_dir / "openvino",
+                              limits=self.limits, status=err_console.status, on_loaded=_say_if_random)
 
     @cached_property
     def classifier(self):
@@ -154,29 +120,17 @@ class App:
     def bank(self, *, with_encoder: bool = True) -> ExemplarBank:
         """The exemplar bank; ``with_encoder`` pins it to the encoder (loading it)."""
         model_id, dim = (self.encoder.model_id, self.encoder.dim) if with_encoder else (None, None)
-        if self.settings.redis_url is not None:
-            from search.redis.bank import RedisBank
-
-            bank = RedisBank(self.settings.redis_url.get_secret_value(), self.settings.redis,
-                             model_id=model_id, dim=dim)
-        else:
-            from search.local.bank import LocalBank
-
-            bank = LocalBank(self.settings.bank_dir, model_id=model_id, dim=dim)
+        url = self.settings.redis_url.get_secret_value() if self.settings.redis_url is not None else None
+        bank = open_bank(redis_url=url, redis=self.settings.redis, bank_dir=self.settings.bank_dir,
+                         model_id=model_id, dim=dim)
         self._stores.append(bank)
         return bank
 
     def history(self, *, with_encoder: bool = True) -> FrameHistory:
         model_id, dim = (self.encoder.model_id, self.encoder.dim) if with_encoder else (None, None)
-        if self.settings.es_url is not None:
-            from search.elastic.history import ElasticHistory
-
-            hist = ElasticHistory(self.settings.es_url.get_secret_value(), self.settings.elastic,
-                                  model_id=model_id, dim=dim, outbox_dir=self.settings.data_dir / "outbox")
-        else:
-            from search.local.history import LocalHistory
-
-            hist = LocalHistory(self.settings.history_dir, model_id=model_id, dim=dim)
+        url = self.settings.es_url.get_secret_value() if self.settings.es_url is not None else None
+        hist = open_history(es_url=url, elastic=self.settings.elastic, history_dir=self.settings.history_dir,
+                            outbox_dir=self.settings.data_dir / "outbox", model_id=model_id, dim=dim)
         self._stores.append(hist)
         return hist
 
