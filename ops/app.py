@@ -106,12 +106,13 @@ class App:
         s = self.settings.index
         return Limits(max_side=s.max_side, max_file_bytes=s.max_file_bytes, max_duration_s=s.max_duration_s)
 
-    def indexer(self, sampler: str | None = None, transcribe: bool = True) -> VideoIndexer:
+    def indexer(self, sampler: str | None = None, transcribe: bool = True, layout: bool = True) -> VideoIndexer:
         return VideoIndexer(
             self.encoder,
             self.sampler(sampler),
             self.transcriber if transcribe else None,
             self.limits,
+            layout=layout,
             thumbs_dir=self.settings.thumbs_dir if self.settings.index.thumbnails else None,
         )
 

@@ -49,6 +49,10 @@ def text_exemplar(encoder: Encoder, policy: str, text: str, *, note: str = "",
     return ex, vec
 
 
+#: what ``bank add --image`` and ``bank calibrate`` take as images (a video otherwise)
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+
+
 def read_image(path: str | Path) -> np.ndarray:
     p = Path(path)
     if not p.is_file():

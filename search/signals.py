@@ -42,8 +42,10 @@ class Signal(abc.ABC):
     decisive: ClassVar[bool] = False
 
     @abc.abstractmethod
-    def match(self, bank: ExemplarBank, video: VideoEvidence, k: int) -> list[list[Match]]:
-        """One list of matches per frame of ``video`` (empty lists where nothing matched)."""
+    def match(self, bank: ExemplarBank, video: VideoEvidence, k: int,
+              policies: list[str] | None = None) -> list[list[Match]]:
+        """One list of matches per frame of ``video`` (empty lists where nothing matched), from the
+        exemplars of ``policies`` only when given."""
 
 
 class EmbeddingSignal(Signal):
@@ -51,8 +53,9 @@ class EmbeddingSignal(Signal):
 
     name = "embedding"
 
-    def match(self, bank: ExemplarBank, video: VideoEvidence, k: int) -> list[list[Match]]:
-        return bank.knn(video.vectors, k)
+    def match(self, bank: ExemplarBank, video: VideoEvidence, k: int,
+              policies: list[str] | None = None) -> list[list[Match]]:
+        return bank.knn(video.vectors, k, policies=policies)
 
 
 class PdqSignal(Signal):
@@ -61,8 +64,9 @@ class PdqSignal(Signal):
     name = "pdq"
     decisive = True
 
-    def match(self, bank: ExemplarBank, video: VideoEvidence, k: int) -> list[list[Match]]:
-        return bank.pdq_match(video.pdq)
+    def match(self, bank: ExemplarBank, video: VideoEvidence, k: int,
+              policies: list[str] | None = None) -> list[list[Match]]:
+        return bank.pdq_match(video.pdq, policies=policies)
 
 
 SIGNALS: dict[str, Signal] = {}
@@ -78,17 +82,26 @@ register(EmbeddingSignal())
 register(PdqSignal())
 
 
+def frame_score(matches: list[Match]) -> float | None:
+    """A frame's score against a policy from its matches: 1.0 when a decisive signal matched (it passes
+    any threshold), else the best cosine; None when nothing matched."""
+    if any(is_decisive(m.signal) for m in matches):
+        return 1.0
+    return max((m.score for m in matches), default=None)
+
+
 def is_decisive(name: str) -> bool:
     """Does a match of this signal reach any threshold? Unknown names (old records) do not."""
     s = SIGNALS.get(name)
     return bool(s and s.decisive)
 
 
-def match_frames(bank: ExemplarBank, video: VideoEvidence, k: int,
+def match_frames(bank: ExemplarBank, video: VideoEvidence, k: int, *, policies: list[str] | None = None,
                  signals: Iterable[Signal] | None = None) -> list[tuple[float, list[Match]]]:
     """(frame time, that frame's matches from every signal) for each frame, as :func:`search.verdict.decide`
-    takes them."""
+    takes them; only ``policies``' exemplars when given."""
     if not video.times:
         return []
-    per_signal = [s.match(bank, video, k) for s in (SIGNALS.values() if signals is None else signals)]
+    per_signal = [s.match(bank, video, k, policies)
+                  for s in (SIGNALS.values() if signals is None else signals)]
     return [(t, [m for found in per_signal for m in found[i]]) for i, t in enumerate(video.times)]

@@ -27,10 +27,12 @@ class ExactFileSignal(Signal):
     def __init__(self, known: dict[str, tuple[str, str]]) -> None:
         self.known = known  # sha256 of the file -> (policy, what it is)
 
-    def match(self, bank, video: VideoEvidence, k: int) -> list[list[Match]]:
+    def match(self, bank, video: VideoEvidence, k: int, policies=None) -> list[list[Match]]:
         with open(video.path, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()
         hit = self.known.get(digest)
+        if hit and policies is not None and hit[0] not in policies:
+            hit = None
         found = [Match(f"sha256:{digest[:16]}", hit[0], "file", hit[1], 1.0, self.name)] if hit else []
         return [list(found) for _ in video.times]
 

@@ -19,13 +19,20 @@ from indexer.errors import ConfigError, MediaError, SludgeError
 from ops.app import err_console
 from ops.cli.context import get_app
 from ops.cli.output import VIDEO_EXTENSIONS, emit_json, out_console
+from ops.usecases.screen import file_evidence
 from ops.usecases.times import format_time
 from search.bank import ExemplarBank
-from search.exemplars import image_exemplar, read_image, reembed, text_exemplar, video_exemplars
+from search.exemplars import (
+    IMAGE_EXTENSIONS,
+    image_exemplar,
+    reembed,
+    text_exemplar,
+    video_exemplars,
+)
+from search.signals import frame_score, match_frames
 from search.types import Exemplar, Policy, Rule, check_policy_name
 from search.verdict import calibrate, video_score
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 ACTOR = click.option("--actor", default=None, help="Who makes the change, for the audit log (default: the OS user).")
 
 
@@ -412,22 +419,11 @@ def _labelled_files(bank: ExemplarBank, policy: str, which: str) -> list[Path]:
 
 
 def _score_file(app, bank: ExemplarBank, policy: Policy, path: Path, k: int) -> float | None:
-    from indexer.pdq import pdq_hash
-    from indexer.pipeline import sample_video
-
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
-        images = [read_image(path)]
-    else:
-        images = [f.image for f in sample_video(path, app.sampler(), app.limits).frames]
-    vecs = app.encoder.embed_images(images)
-    knn = bank.knn(vecs, k, policies=[policy.name])
-    pdq = bank.pdq_match([pdq_hash(im) for im in images], policies=[policy.name])
-    scores = []
-    for emb, dup in zip(knn, pdq):
-        if dup:
-            scores.append(1.0)  # a PDQ near-duplicate passes any threshold, as in `check`
-        elif emb:
-            scores.append(max(m.score for m in emb))
+    """The file's score for the policy as ``check`` would reach it: per frame, a decisive match (PDQ) passes
+    any threshold, else the best cosine; then the policy's rule over the frames."""
+    video = file_evidence(app, path)
+    scores = [sc for _, ms in match_frames(bank, video, k, policies=[policy.name])
+              if (sc := frame_score(ms)) is not None]
     return video_score(policy.rule, scores)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -126,3 +127,16 @@ def check_video(app: App, path: str, *, sampler: str | None = None, k: int | Non
         verdicts = match_bank(bank, a.times, a.embeddings, a.pdq, kk)
     return Checked(path, a, verdicts, screening, app.encoder.model_id, app.encoder.random_weights,
                    seconds=round(time.perf_counter() - t0, 3))
+
+
+def file_evidence(app: App, path: Path, *, sampler: str | None = None) -> VideoEvidence:
+    """An image (one frame) or a video's sampled frames, embedded and PDQ-hashed, without the layout:
+    what scoring a file against a policy needs (``sludge bank calibrate``)."""
+    from indexer.pdq import pdq_hash
+    from search.exemplars import IMAGE_EXTENSIONS, read_image
+
+    if Path(path).suffix.lower() in IMAGE_EXTENSIONS:
+        image = read_image(path)
+        return VideoEvidence([0.0], app.encoder.embed_images([image]), [pdq_hash(image)], str(path))
+    a = app.indexer(sampler, transcribe=False, layout=False).analyse(path)
+    return VideoEvidence(a.times, a.embeddings, a.pdq, str(path))
