@@ -19,16 +19,11 @@ from indexer.errors import ConfigError, MediaError, SludgeError
 from ops.app import err_console
 from ops.cli.context import get_app
 from ops.cli.output import VIDEO_EXTENSIONS, emit_json, out_console
+from ops.usecases.bank import add_exemplars, exemplars_for
 from ops.usecases.screen import file_evidence
 from ops.usecases.times import format_time
 from search.bank import ExemplarBank
-from search.exemplars import (
-    IMAGE_EXTENSIONS,
-    image_exemplar,
-    reembed,
-    text_exemplar,
-    video_exemplars,
-)
+from search.exemplars import IMAGE_EXTENSIONS, reembed
 from search.signals import frame_score, match_frames
 from search.types import Exemplar, Policy, Rule, check_policy_name
 from search.verdict import calibrate, video_score
@@ -42,16 +37,6 @@ def bank_group() -> None:
 
 
 # -- add ----------------------------------------------------------------------------------------
-
-
-def _items_for(app, policy: str, *, text=None, image=None, video=None, sampler=None, note="",
-               added_by=None) -> list[tuple[Exemplar, np.ndarray]]:
-    if text is not None:
-        return [text_exemplar(app.encoder, policy, text, note=note, added_by=added_by)]
-    if image is not None:
-        return [image_exemplar(app.encoder, policy, image, note=note, added_by=added_by)]
-    return video_exemplars(app.encoder, app.sampler(sampler), policy, video, limits=app.limits, note=note,
-                           added_by=added_by)
 
 
 def _read_jsonl(path: str) -> list[tuple[int, dict[str, Any]]]:
@@ -105,8 +90,8 @@ def bank_add(ctx: click.Context, policy: str, text: str | None, image: str | Non
     app = get_app(ctx)
     bank = app.bank()
     if from_jsonl is None:
-        items = _items_for(app, policy, text=text, image=image, video=video, sampler=sampler, note=note,
-                           added_by=added_by)
+        items = exemplars_for(app, policy, text=text, image=image, video=video, sampler=sampler, note=note,
+                              added_by=added_by)
     else:
         items, problems = [], []
         for n, obj in _read_jsonl(from_jsonl):
@@ -117,7 +102,7 @@ def bank_add(ctx: click.Context, policy: str, text: str | None, image: str | Non
             pol = obj.get("policy", policy)
             try:
                 check_policy_name(pol)
-                items.extend(_items_for(
+                items.extend(exemplars_for(
                     app, pol, text=obj.get(text_field) if kinds[0] == text_field else None,
                     image=obj.get("image"), video=obj.get("video"), sampler=sampler,
                     note=str(obj.get("note", note)), added_by=obj.get("added_by", added_by)))
@@ -125,14 +110,10 @@ def bank_add(ctx: click.Context, policy: str, text: str | None, image: str | Non
                 problems.append(f"line {n}: {e}")
         if problems:
             raise ConfigError(f"{from_jsonl}: nothing added; {len(problems)} bad line(s): " + "; ".join(problems[:10]))
-    actor = added_by
-    for pol in sorted({ex.policy for ex, _ in items}):
-        p, created = bank.ensure_policy(pol, threshold if threshold is not None else app.settings.bank.default_threshold,
-                                        actor=actor)
-        if created:
-            err_console.print(f"created policy {p.name!r} with threshold {p.threshold:g} (rule {p.rule})")
-    results = [bank.add(ex, vec, actor=actor) for ex, vec in items]
-    for r in results:
+    added = add_exemplars(app, bank, items, threshold=threshold, actor=added_by)
+    for p in added.created_policies:
+        err_console.print(f"created policy {p.name!r} with threshold {p.threshold:g} (rule {p.rule})")
+    for r in added.results:
         if as_json:
             emit_json({**r.exemplar.to_dict(), "created": r.created})
         else:

@@ -25,6 +25,7 @@ from indexer.errors import QueryError, SludgeError
 from indexer.thumbs import list_thumbnails, make_thumbnail, save_jpeg, thumb_name, thumbnail_file
 from ops.console.sessions import COOKIE, TTL_S, Session, Sessions
 from ops.hooks.errors import HooksError
+from ops.usecases.bank import add_exemplars, exemplars_for
 from ops.usecases.recall import embed_queries, recall_videos
 
 HERE = Path(__file__).resolve().parent
@@ -327,7 +328,6 @@ def mount_console(api: FastAPI, app_ctx, hooks, stores, model_lock) -> None:
     async def bank_add(request: Request):
         from starlette.datastructures import UploadFile
 
-        from search.exemplars import image_exemplar, text_exemplar
         from search.types import check_policy_name
 
         s = session(request)
@@ -345,24 +345,22 @@ def mount_console(api: FastAPI, app_ctx, hooks, stores, model_lock) -> None:
                 raise _Refused(400, str(e)) from None
             bank = stores.bank(with_encoder=True)
             actor = s.reviewer
-            with model_lock:
-                try:
-                    if isinstance(up, UploadFile) and up.filename:
-                        data = await up.read()
-                        _read_upload_image(data, up.filename)  # refuse non-images before keeping anything
-                        keep = settings.data_dir / "exemplars" / (hashlib.sha256(data).hexdigest()
-                                                                  + Path(up.filename).suffix.lower()[:6])
-                        keep.parent.mkdir(parents=True, exist_ok=True)
-                        keep.write_bytes(data)
-                        ex, vec = image_exemplar(app_ctx.encoder, policy, keep, note=note, added_by=actor)
-                    elif text:
-                        ex, vec = text_exemplar(app_ctx.encoder, policy, text, note=note, added_by=actor)
-                    else:
-                        raise _Refused(400, "give a text or an image")
-                    bank.ensure_policy(policy, threshold, actor=actor)
-                    bank.add(ex, vec, actor=actor)
-                except SludgeError as e:
-                    raise _Refused(400, str(e)) from None
+            try:
+                if isinstance(up, UploadFile) and up.filename:
+                    data = await up.read()
+                    _read_upload_image(data, up.filename)  # refuse non-images before keeping anything
+                    keep = settings.data_dir / "exemplars" / (hashlib.sha256(data).hexdigest()
+                                                              + Path(up.filename).suffix.lower()[:6])
+                    keep.parent.mkdir(parents=True, exist_ok=True)
+                    keep.write_bytes(data)
+                    items = exemplars_for(app_ctx, policy, image=keep, note=note, added_by=actor, lock=model_lock)
+                elif text:
+                    items = exemplars_for(app_ctx, policy, text=text, note=note, added_by=actor, lock=model_lock)
+                else:
+                    raise _Refused(400, "give a text or an image")
+                add_exemplars(app_ctx, bank, items, threshold=threshold, actor=actor)
+            except SludgeError as e:
+                raise _Refused(400, str(e)) from None
         finally:
             await form.close()
         return RedirectResponse("/ui/bank", status_code=303)

@@ -43,6 +43,7 @@ from ops.hooks.keys import ApiKey
 from ops.hooks.service import Hooks
 from ops.hooks.sources import check_path, check_url
 from ops.hooks.worker import upload_dir
+from ops.usecases.bank import add_exemplars, exemplars_for
 from ops.usecases.recall import embed_queries, recall_videos
 from search.errors import NotFoundError, StoreError
 from search.exemplars import MAX_NOTE_CHARS, MAX_TEXT_CHARS
@@ -497,15 +498,12 @@ def create_app(app_ctx, hooks: Hooks | None = None) -> FastAPI:
     def add_text_exemplar(body: TextExemplarBody, key: ApiKey = require("admin")) -> dict[str, Any]:
         """Add a text exemplar (a description of what the policy targets), creating the policy if new."""
         from search.bank import exemplar_public
-        from search.exemplars import text_exemplar
 
         b = bank(with_encoder=True)
         actor = f"api:{key.key_id}"
-        with model_lock:  # the text is checked (and embedded) before the policy is made
-            ex, vec = text_exemplar(app_ctx.encoder, body.policy, body.text, note=body.note, added_by=actor)
-        b.ensure_policy(body.policy, body.threshold if body.threshold is not None
-                        else settings.bank.default_threshold, actor=actor)
-        res = b.add(ex, vec, actor=actor)
+        # the text is checked (and embedded) before the policy is made
+        items = exemplars_for(app_ctx, body.policy, text=body.text, note=body.note, added_by=actor, lock=model_lock)
+        [res] = add_exemplars(app_ctx, b, items, threshold=body.threshold, actor=actor).results
         return {"created": res.created, "exemplar": exemplar_public(res.exemplar)}
 
     @api.post("/v1/bank/exemplars/{exemplar_id}/{action}", tags=["bank"], responses=_errors(*KEYED, 404))

@@ -8,5 +8,6 @@ application context (:class:`ops.app.App`: settings, models, stores) and plain v
 
 - :mod:`ops.usecases.recall`: a text or an image → past videos, and the checks on a query.
 - :mod:`ops.usecases.screen`: one video → per-policy verdicts and a decision (``sludge check``, the workers).
+- :mod:`ops.usecases.bank`: exemplars from a text, an image or a video, added under a (new) policy.
 - :mod:`ops.usecases.times`: reading and writing the points in time that filters take.
 """
