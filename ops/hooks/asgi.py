@@ -64,10 +64,23 @@ async def send_error(send, status: int, code: str, message: str, *, close: bool 
     await send({"type": "http.response.body", "body": body})
 
 
+def leaf_routes(app) -> list:
+    """Every route of the app, those of included routers too.
+
+    FastAPI from 0.16x keeps an included ``APIRouter`` as one route object
+    (matched as a whole); older versions copy its routes into the app's list.
+    """
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # pragma: no cover - FastAPI before included routers stayed whole
+        return list(app.router.routes)
+    return list(iter_route_contexts(app.router.routes))
+
+
 def allowed_methods(app, scope) -> list[str]:
     """Every method some route serves at this path (Starlette names only the first route's)."""
     methods: set[str] = set()
-    for route in app.router.routes:
+    for route in leaf_routes(app):
         match, _ = route.matches({**scope, "method": "GET"})
         route_methods = getattr(route, "methods", None)
         if match != Match.NONE and route_methods:

@@ -1,0 +1,102 @@
+"""The Bank page: policies with their thresholds and rules, exemplars by policy, the audit; admin changes."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from indexer.errors import SludgeError
+from ops.console.web import Ctx, Refused, Signed, form_with_csrf, need, read_upload_image
+from ops.usecases.bank import add_exemplars, exemplars_for
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/ui/bank", response_class=HTMLResponse)
+def bank_page(request: Request, c: Ctx, s: Signed):
+    bank = c.stores.bank()
+    pols = bank.list_policies()
+    by_policy = {p.name: bank.list(policy=p.name) for p in pols}
+    return c.page(request, "bank.html", s, policies=pols, by_policy=by_policy, audit=bank.audit(limit=60),
+                  default_threshold=c.settings.bank.default_threshold)
+
+
+@router.post("/ui/bank/exemplars")
+async def bank_add(request: Request, c: Ctx, s: Signed):
+    from starlette.datastructures import UploadFile
+
+    from search.types import check_policy_name
+
+    form = await form_with_csrf(request, s)
+    try:
+        need(s, "admin")
+        policy = str(form.get("policy") or "").strip()
+        text = str(form.get("text") or "").strip()
+        up = form.get("image")
+        note = str(form.get("note") or "")[:500]
+        try:
+            check_policy_name(policy)
+            threshold = float(form.get("threshold") or c.settings.bank.default_threshold)
+        except (SludgeError, ValueError) as e:
+            raise Refused(400, str(e)) from None
+        bank = c.stores.bank(with_encoder=True)
+        actor = s.reviewer
+        try:
+            if isinstance(up, UploadFile) and up.filename:
+                data = await up.read()
+                read_upload_image(data, up.filename)  # refuse non-images before keeping anything
+                keep = c.settings.data_dir / "exemplars" / (hashlib.sha256(data).hexdigest()
+                                                            + Path(up.filename).suffix.lower()[:6])
+                keep.parent.mkdir(parents=True, exist_ok=True)
+                keep.write_bytes(data)
+                items = exemplars_for(c.app_ctx, policy, image=keep, note=note, added_by=actor, lock=c.model_lock)
+            elif text:
+                items = exemplars_for(c.app_ctx, policy, text=text, note=note, added_by=actor, lock=c.model_lock)
+            else:
+                raise Refused(400, "give a text or an image")
+            add_exemplars(c.app_ctx, bank, items, threshold=threshold, actor=actor)
+        except SludgeError as e:
+            raise Refused(400, str(e)) from None
+    finally:
+        await form.close()
+    return RedirectResponse("/ui/bank", status_code=303)
+
+
+@router.post("/ui/bank/exemplars/{exemplar_id}/{action}")
+async def bank_change(request: Request, exemplar_id: str, action: str, c: Ctx, s: Signed):
+    await form_with_csrf(request, s)
+    need(s, "admin")
+    bank = c.stores.bank()
+    try:
+        ex = bank.resolve(exemplar_id)
+        if action == "remove":
+            bank.remove(ex.exemplar_id, actor=s.reviewer)
+        elif action in ("enable", "disable"):
+            bank.set_enabled(ex.exemplar_id, action == "enable", actor=s.reviewer)
+        else:
+            raise Refused(404, f"unknown action {action!r}")
+    except SludgeError as e:
+        raise Refused(400, str(e)) from None
+    return RedirectResponse("/ui/bank", status_code=303)
+
+
+@router.post("/ui/bank/policies/{name}")
+async def bank_policy(request: Request, name: str, c: Ctx, s: Signed):
+    from dataclasses import replace
+
+    from search.types import Rule
+
+    form = await form_with_csrf(request, s)
+    need(s, "admin")
+    bank = c.stores.bank()
+    try:
+        pol = bank.require_policy(name)
+        new = replace(pol, threshold=float(form.get("threshold")),
+                      rule=Rule.parse(str(form.get("rule") or pol.rule)))
+        bank.put_policy(new, actor=s.reviewer)
+    except (SludgeError, ValueError, TypeError) as e:
+        raise Refused(400, f"cannot change policy {name}: {e}") from None
+    return RedirectResponse("/ui/bank", status_code=303)
