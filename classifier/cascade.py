@@ -1,14 +1,18 @@
 """The cascade: cheap signals first, the confirm model only where they are unsure.
 
 Stage one reads what ``sludge check`` already has: per-policy bank verdicts
-(embedding scores against thresholds, and PDQ near-duplicates), the layout
-detector's result when present, and transcript hits on configured terms.
+(embedding scores against thresholds, and PDQ near-duplicates), what
+video-level signals observed (the layout detector's result when present), and
+transcript hits on configured terms. Both arrive as the decision record's types
+(:mod:`indexer.decision`), and the cascade answers with that record.
 
-- A PDQ near-duplicate of a known exemplar decides at stage one (a re-upload).
+- A decisive signal's match (a PDQ near-duplicate of a known exemplar: a
+  re-upload) decides at stage one.
 - The best policy margin (score − threshold) at or above ``band[1]`` decides
   "sludge" at stage one; below ``band[0]`` with no other signal, "clear".
-- In the band ``[band[0], band[1])``, or when the layout detector sees several
-  feeds (``confirm_on_layout``) or the transcript hits a term, the video goes
+- In the band ``[band[0], band[1])``, or when an observation escalates (the
+  layout detector sees several feeds, with ``confirm_on_layout``) or the
+  transcript hits a term, the video goes
   to stage two: Visual-Qwen over the sampled frames, majority vote.
 
 Every :class:`Decision` records the stage that decided, its evidence and its
@@ -22,47 +26,41 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from classifier.errors import ClassifierError
+from indexer.decision import (
+    DECISION_OF_VERDICT,
+    DECISIVE,
+    Decision,
+    Observation,
+    PolicyVerdict,
+    layout_observation,
+)
 from indexer.errors import SludgeError
 
-Verdict = str  # "sludge" | "clear" | "review" (stage two could not decide: every frame unparseable)
+__all__ = ["Cascade", "CascadeInput", "Decision"]
 
-
-@dataclass
-class Decision:
-    path: str
-    verdict: Verdict
-    stage: int
-    reason: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-    cost: dict[str, Any] = field(default_factory=dict)
-    confirm: dict[str, Any] | None = None  # stage two's per-frame answers and vote
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "verdict": self.verdict, "stage": self.stage, "reason": self.reason,
-                "evidence": self.evidence, "cost": self.cost, "confirm": self.confirm}
 
 
 @dataclass
 class CascadeInput:
+    """One video for the cascade: the bank's verdicts (records or their dicts), what video-level signals
+    observed (``layout``: the layout detector's result, read as its observation), the transcript."""
+
     video_path: str
     bank_verdicts: Sequence[Any] = ()
     layout: Any = None
     transcript: Any = None
     stage_one_seconds: float = 0.0
+    observations: Sequence[Observation] = ()
 
-
-def _as_dict(v: Any) -> dict[str, Any]:
-    if v is None:
-        return {}
-    if isinstance(v, dict):
-        return v
-    if hasattr(v, "to_dict"):
-        return v.to_dict()
-    raise ClassifierError(f"cannot read {type(v).__name__} as stage-one evidence (expected to_dict())")
+    def all_observations(self) -> list[Observation]:
+        obs = list(self.observations)
+        if not any(o.signal == "layout" for o in obs) and (lo := layout_observation(self.layout)) is not None:
+            obs.append(lo)
+        return obs
 
 
 def _text(transcript: Any) -> str | None:
@@ -108,34 +106,49 @@ class Cascade:
 
     def stage_one(self, item: CascadeInput) -> tuple[Decision | None, dict[str, Any]]:
         """A decision when the cheap signals suffice, else None; and the evidence either way."""
-        policies = [_as_dict(v) for v in item.bank_verdicts]
-        margins = [(p["score"] - p["threshold"], p["policy"]) for p in policies if p.get("score") is not None]
+        d, ev, _ = self._stage_one(item)
+        return d, ev
+
+    def _stage_one(self, item: CascadeInput) -> tuple[Decision | None, dict[str, Any], list[Observation]]:
+        try:
+            policies = [PolicyVerdict.of(v) for v in item.bank_verdicts]
+        except (TypeError, KeyError) as e:
+            raise ClassifierError(f"cannot read the stage-one verdicts: {e}") from None
+        margins = [(p.margin, p.policy) for p in policies if p.margin is not None]
         best = max(margins) if margins else None
-        pdq = [{"policy": p["policy"], **m} for p in policies for m in p.get("matches", []) if m.get("signal") == "pdq"]
-        layout = _as_dict(item.layout) if item.layout is not None else None
-        multi = bool(layout and (layout.get("multi_feed") or (layout.get("n_feeds") or 0) > 1))
+        decisive = [(p.policy, m) for p in policies for m in p.matches if m.decisive]
+        observations = item.all_observations()
+        escalating = [o for o in observations if o.escalate and (o.signal != "layout" or self.confirm_on_layout)]
         text = (_text(item.transcript) or "").lower()
         hits = [t for t in self.transcript_terms if t in text]
+        layout = next((o.detail for o in observations if o.signal == "layout"), None)
         ev: dict[str, Any] = {
             "best_margin": None if best is None else round(best[0], 4),
             "best_policy": None if best is None else best[1],
             "band": list(self.band),
-            "policies": [{k: p.get(k) for k in ("policy", "verdict", "score", "threshold", "rule")} for p in policies],
-            "pdq_matches": pdq[:5],
+            "policies": [{"policy": p.policy, "verdict": p.verdict, "score": p.score, "threshold": p.threshold,
+                          "rule": p.rule} for p in policies],
+            # the key keeps its first name: PDQ was the only decisive signal then
+            "pdq_matches": [{"policy": name, **asdict(m)} for name, m in decisive][:5],
             "layout": layout,
             "transcript_hits": hits,
+            **{o.signal: o.detail for o in observations if o.signal != "layout"},
         }
+
+        def decided(verdict: str, reason: str) -> Decision:
+            return Decision(DECISION_OF_VERDICT[verdict], reason, 1, policies, ev, path=item.video_path)
+
         d = None
-        if pdq:
-            d = Decision(item.video_path, "sludge", 1, "PDQ near-duplicate of a known exemplar", ev)
+        if decisive:
+            d = decided("sludge", DECISIVE[decisive[0][1].signal])
         elif best is not None and best[0] >= self.band[1]:
-            d = Decision(item.video_path, "sludge", 1, f"bank margin {best[0]:+.3f} ≥ {self.band[1]:+.3f}", ev)
+            d = decided("sludge", f"bank margin {best[0]:+.3f} ≥ {self.band[1]:+.3f}")
         else:
             in_band = best is not None and best[0] >= self.band[0]
-            if not (in_band or (self.confirm_on_layout and multi) or hits):
+            if not (in_band or escalating or hits):
                 why = "no bank match" if best is None else f"bank margin {best[0]:+.3f} < {self.band[0]:+.3f}"
-                d = Decision(item.video_path, "clear", 1, why + ", no layout or transcript signal", ev)
-        return d, ev
+                d = decided("clear", why + ", no layout or transcript signal")
+        return d, ev, escalating
 
     # -- both stages ---------------------------------------------------------------------
 
@@ -151,7 +164,7 @@ class Cascade:
         pending: list[tuple[int, CascadeInput, dict[str, Any], str]] = []
         for i, item in enumerate(items):
             t = time.perf_counter()
-            d, ev = self.stage_one(item)
+            d, ev, escalating = self._stage_one(item)
             s1 = item.stage_one_seconds + (time.perf_counter() - t)
             if d is not None:
                 d.cost = {"model_calls": 0, "seconds": {"stage1": round(s1, 4), "stage2": 0.0}}
@@ -160,8 +173,7 @@ class Cascade:
             reasons = []
             if ev["best_margin"] is not None and self.band[0] <= ev["best_margin"] < self.band[1]:
                 reasons.append(f"bank margin {ev['best_margin']:+.3f} in band")
-            if self.confirm_on_layout and ev["layout"] and (ev["layout"].get("multi_feed")):
-                reasons.append("layout shows several feeds")
+            reasons += [o.reason for o in escalating]
             if ev["transcript_hits"]:
                 reasons.append("transcript hits " + ", ".join(ev["transcript_hits"]))
             out.append(None)
@@ -181,9 +193,11 @@ class Cascade:
                 sampled = sample_video(item.video_path, self.sampler, self.limits or Limits())
             except SludgeError as e:
                 s1 = ev.pop("_s1")
-                out[i] = Decision(item.video_path, "review", 2, f"{why}; stage two could not read the video: {e}", ev,
+                out[i] = Decision("review", f"{why}; stage two could not read the video: {e}", 2,
+                                  _policies(item), ev,
                                   {"model_calls": 0, "seconds": {"stage1": round(s1, 4),
-                                                                 "stage2": round(time.perf_counter() - t_tr, 4)}})
+                                                                 "stage2": round(time.perf_counter() - t_tr, 4)}},
+                                  path=item.video_path)
                 continue
             readable.append((i, item, ev, why, (item.video_path, [f.image for f in sampled.frames],
                                                 [f.ts for f in sampled.frames], tr), time.perf_counter() - t_tr))
@@ -203,8 +217,12 @@ class Cascade:
                     verdict = "sludge" if res.vote.sludge else "clear"
                     reason = f"{why}; stage two: {res.vote.yes} yes / {res.vote.no} no of {res.vote.frames} frames"
                 s2 = prep + model_s * len(res.frames) / n_frames
-                out[i] = Decision(item.video_path, verdict, 2, reason, ev,
+                out[i] = Decision(DECISION_OF_VERDICT[verdict], reason, 2, _policies(item), ev,
                                   {"model_calls": res.model_calls,
                                    "seconds": {"stage1": round(s1, 4), "stage2": round(s2, 4)}},
-                                  res.to_dict())
+                                  res.to_dict(), path=item.video_path)
         return [d for d in out if d is not None]
+
+
+def _policies(item: CascadeInput) -> list[PolicyVerdict]:
+    return [PolicyVerdict.of(v) for v in item.bank_verdicts]

@@ -9,6 +9,7 @@ overlapped form (many videos, stages in their own threads) is
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +95,7 @@ class VideoIndexer:
 
     def __init__(
         self,
-        encoder: Encoder,
+        encoder: Encoder | Callable[[], Encoder],
         sampler: Sampler,
         transcriber=None,  # indexer.transcribe.Transcriber | None (None: no transcripts)
         limits: Limits = Limits(),
@@ -103,13 +104,20 @@ class VideoIndexer:
         layout_params: LayoutParams = DEFAULT_PARAMS,
         thumbs_dir: Path | None = None,
     ) -> None:
-        self.encoder = encoder
+        # A factory defers loading the model until a file has decoded: a corrupt upload is refused at once.
+        self._encoder = encoder
         self.sampler = sampler
         self.transcriber = transcriber
         self.limits = limits
         self.layout = layout  # False: records carry layout=None (skips the analysis)
         self.layout_params = layout_params
         self.thumbs_dir = thumbs_dir  # None: no thumbnails
+
+    @property
+    def encoder(self) -> Encoder:
+        if not hasattr(self._encoder, "embed_images"):  # a factory, not yet called
+            self._encoder = self._encoder()
+        return self._encoder
 
     def write_thumbnails(self, video_id: str, frames: list[Frame], timings: dict[str, float]) -> None:
         """Small JPEGs of the sampled frames for the reviewer console (when ``thumbs_dir`` is set)."""
@@ -157,6 +165,7 @@ class VideoIndexer:
         timings["decode"] = sampled.seconds
         if self.layout:
             timings["layout"] = sampled.layout_seconds
+        self.encoder  # noqa: B018 - loads a deferred model here, outside the stage's timings
         t = time.perf_counter()
         emb = self.embed_frames(sampled.frames)
         timings["encode"] = time.perf_counter() - t

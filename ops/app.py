@@ -25,15 +25,8 @@ err_console = Console(stderr=True, highlight=False)
 
 def _say_if_random(enc: Encoder) -> None:
     """Every command that loads a model with random weights says so, once, before it answers."""
-    if not enc.random_weights:
-        return
-    if type(enc).__name__ == "QFormerEncoder":  # its random model is the tiny development one, by name
-        err_console.print(f"[bold yellow]note:[/] encoder {enc.model_id} is the tiny development model "
-                          "with RANDOM weights. Scores show the machinery working, not real similarity.")
-        return
-    why = f" because {enc.fallback_reason}" if getattr(enc, "fallback_reason", None) else ""
-    err_console.print(f"[bold yellow]note:[/] encoder {enc.model_id} uses RANDOM weights{why}. "
-                      "Scores and rankings show the machinery working, not real similarity.")
+    if enc.random_weights:
+        err_console.print(f"[bold yellow]note:[/] {enc.random_weights_note()}")
 
 
 class App:
@@ -108,7 +101,7 @@ class App:
 
     def indexer(self, sampler: str | None = None, transcribe: bool = True, layout: bool = True) -> VideoIndexer:
         return VideoIndexer(
-            self.encoder,
+            lambda: self.encoder,  # loaded when the first file has decoded
             self.sampler(sampler),
             self.transcriber if transcribe else None,
             self.limits,

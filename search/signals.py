@@ -1,11 +1,17 @@
-"""The signal seam: each way of matching a video's frames against the exemplar bank is one class.
+"""The signal seam: each way of matching a video, against the exemplar bank or on its own, is one class.
 
 Modelled on Hasher-Matcher-Actioner's ``SignalType``: a signal knows what it reads of a video (the
-embeddings, the PDQ hashes, …), how it asks the bank, and whether one of its matches is decisive on its
-own (a near-duplicate of known content reaches any policy's threshold). Screening
-(:func:`match_frames`), the verdict rule (:func:`is_decisive`) and every front end go through this
-registry, so a new signal (on-screen text, a video hash, an imported hash list) is one subclass here, its
-registration and its tests, not edits across the front ends.
+embeddings, the PDQ hashes, the layout, …) and gives either or both of:
+
+- frame matches (:meth:`Signal.match`): per sampled frame, the bank's exemplars it matches, and whether
+  one of its matches is decisive on its own (a near-duplicate of known content reaches any policy's
+  threshold): the CLIP embedding KNN and PDQ;
+- a video-level observation (:meth:`Signal.observe`) the cascade reads, which may ask the confirm stage
+  to look: the layout detector's "several feeds".
+
+Screening (:func:`match_frames`, :func:`observe_video`), the verdict rule (:func:`is_decisive`) and
+every front end go through this registry, so a new signal (on-screen text, a video hash, an imported
+hash list) is one subclass here, its registration and its tests, not edits across the front ends.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from indexer.decision import DECISIVE, Observation, layout_observation
 from search.types import Match
 
 if TYPE_CHECKING:
@@ -31,21 +38,28 @@ class VideoEvidence:
     vectors: np.ndarray  # (frames, dim) normalised embeddings
     pdq: list[tuple[str, int] | None]  # (hex PDQ, quality) per frame, None where the frame had none
     path: str | None = None
+    layout: Any = None  # the layout detector's result (its record or dict), None when it did not run
 
 
-class Signal(abc.ABC):
-    """One way of matching: per sampled frame, the bank's exemplars it matches, best first."""
+class Signal(abc.ABC):  # a signal implements match, observe or both: neither is abstract
+    """One way of matching a video: frame by frame against the bank, or the video as a whole."""
 
-    #: the name carried by each match (``Match.signal``) and shown in verdicts and decisions
+    #: the name carried by each match (``Match.signal``) and observation, shown in verdicts and decisions
     name: ClassVar[str]
     #: a match counts as reaching any policy's threshold (exact or near-exact copies of known content)
     decisive: ClassVar[bool] = False
+    #: the reason a decision gives when one of this signal's decisive matches decides it
+    decisive_reason: ClassVar[str] = ""
 
-    @abc.abstractmethod
     def match(self, bank: ExemplarBank, video: VideoEvidence, k: int,
               policies: list[str] | None = None) -> list[list[Match]]:
         """One list of matches per frame of ``video`` (empty lists where nothing matched), from the
-        exemplars of ``policies`` only when given."""
+        exemplars of ``policies`` only when given. A signal that does not match frames has none."""
+        return [[] for _ in video.times]
+
+    def observe(self, video: VideoEvidence) -> Observation | None:
+        """What this signal sees of the video as a whole; None when it has nothing to say."""
+        return None
 
 
 class EmbeddingSignal(Signal):
@@ -63,10 +77,23 @@ class PdqSignal(Signal):
 
     name = "pdq"
     decisive = True
+    decisive_reason = DECISIVE["pdq"]
 
     def match(self, bank: ExemplarBank, video: VideoEvidence, k: int,
               policies: list[str] | None = None) -> list[list[Match]]:
         return bank.pdq_match(video.pdq, policies=policies)
+
+
+class LayoutSignal(Signal):
+    """The layout detector's result: a video showing several feeds at once asks the confirm stage to look.
+
+    It matches no exemplar (the bank holds none of layouts); the first stage measured the layout, this
+    turns it into the observation the cascade reads."""
+
+    name = "layout"
+
+    def observe(self, video: VideoEvidence) -> Observation | None:
+        return layout_observation(video.layout)
 
 
 SIGNALS: dict[str, Signal] = {}
@@ -75,11 +102,14 @@ SIGNALS: dict[str, Signal] = {}
 def register(signal: Signal) -> Signal:
     """Add a signal to the ones screening runs (in registration order)."""
     SIGNALS[signal.name] = signal
+    if signal.decisive:  # the decision record reads decisiveness from the match's signal name
+        DECISIVE[signal.name] = signal.decisive_reason or f"decisive {signal.name} match of a known exemplar"
     return signal
 
 
 register(EmbeddingSignal())
 register(PdqSignal())
+register(LayoutSignal())
 
 
 def frame_score(matches: list[Match]) -> float | None:
@@ -105,3 +135,9 @@ def match_frames(bank: ExemplarBank, video: VideoEvidence, k: int, *, policies: 
     per_signal = [s.match(bank, video, k, policies)
                   for s in (SIGNALS.values() if signals is None else signals)]
     return [(t, [m for found in per_signal for m in found[i]]) for i, t in enumerate(video.times)]
+
+
+def observe_video(video: VideoEvidence, *, signals: Iterable[Signal] | None = None) -> list[Observation]:
+    """Every registered signal's observation of the video as a whole (those with something to say)."""
+    found = (s.observe(video) for s in (SIGNALS.values() if signals is None else signals))
+    return [o for o in found if o is not None]

@@ -1,41 +1,22 @@
 """Frame matches → one verdict per policy, by the policy's threshold and rule.
 
+The records (:class:`PolicyVerdict`, :class:`FrameMatch`) are the decision
+record's (:mod:`indexer.decision`), shared with the cascade.
+
 Kept apart from every backend so that the embedded bank, Redis, the API and
 the cascade all decide the same way from the same matches.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass
+from typing import Any
 
+from indexer.decision import FrameMatch, PolicyVerdict
 from search.signals import is_decisive
 from search.types import Match, Policy, Rule
 
-
-@dataclass
-class FrameMatch:
-    ts: float
-    exemplar_id: str
-    kind: str
-    source: str
-    score: float
-    signal: str = "embedding"
-
-
-@dataclass
-class PolicyVerdict:
-    policy: str
-    verdict: Literal["candidate", "clear"]
-    score: float | None  # best frame score for this policy (cosine), None when nothing matched
-    threshold: float
-    rule: str
-    frames_over: int  # sampled frames whose best match reached the threshold
-    frames: int
-    matches: list[FrameMatch] = field(default_factory=list)  # best first
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["Calibration", "CalibrationRow", "FrameMatch", "PolicyVerdict", "calibrate", "decide", "video_score"]
 
 
 def decide(

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from ops.cli.main import cli
-from ops.usecases.screen import DECISION_OF_VERDICT
+from indexer.decision import DECISION_OF_VERDICT
 
 pytest.importorskip("transformers")
 

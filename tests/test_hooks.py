@@ -351,7 +351,7 @@ def test_deliveries_are_created_once_and_back_off(parts):
 def test_every_decision_a_worker_makes_has_its_event():
     """flagged, cleared and review (the cascade could not decide) each send one; all can be subscribed."""
     from ops.hooks.webhooks import EVENT_OF_DECISION, EVENTS, parse_events
-    from ops.usecases.screen import DECISION_OF_VERDICT
+    from indexer.decision import DECISION_OF_VERDICT
 
     assert set(EVENT_OF_DECISION) == set(DECISION_OF_VERDICT.values())
     assert set(EVENT_OF_DECISION.values()) <= set(EVENTS)

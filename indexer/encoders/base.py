@@ -71,6 +71,12 @@ class Encoder(abc.ABC):
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """float32 (n, dim), each row of unit length, in the image space."""
 
+    def random_weights_note(self) -> str:
+        """Why the weights are random, as the note every command prints before it answers."""
+        why = f" because {self.fallback_reason}" if getattr(self, "fallback_reason", None) else ""
+        return (f"encoder {self.model_id} uses RANDOM weights{why}. "
+                "Scores and rankings show the machinery working, not real similarity.")
+
     def describe(self) -> str:
         note = " (RANDOM WEIGHTS: similarities are meaningless)" if self.random_weights else ""
         return f"{self.model_id} [{self.dim}-d]{note}"

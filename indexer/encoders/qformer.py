@@ -84,7 +84,7 @@ class QFormerEncoder(Encoder):
         self.device = next(self._stack.qformer.parameters()).device
         self.query_index = parse_pooling(pooling, self._stack.num_queries)
         self.pooling = pooling
-        self.random_weights = model == TINY
+        self.random_weights = model == TINY  # the tiny development model is the only random one, by name
         self.batch_size = batch_size
         self.dim = int(self._stack.config.image_text_hidden_size)
         self.max_text_tokens = MAX_TEXT_TOKENS
@@ -104,6 +104,10 @@ class QFormerEncoder(Encoder):
         except Exception as e:  # noqa: BLE001 - hub/transformers raise many types
             raise EncoderError(f"Q-Former tokenizer {src!r} could not be loaded ({' '.join(str(e).split())[:160]}); "
                                "pass a local folder with encoder.qformer_tokenizer") from None
+
+    def random_weights_note(self) -> str:
+        return (f"encoder {self.model_id} is the tiny development model with RANDOM weights. "
+                "Scores show the machinery working, not real similarity.")
 
     def query_embeddings(self, images: Sequence[ImageLike]) -> np.ndarray:
         """(n, 32, dim): each query's ITC embedding, unit length (what max-over-queries scores)."""

@@ -12,11 +12,11 @@ from typing import Any
 import click
 from rich.table import Table
 
+from indexer.decision import Decision
 from ops.cli.context import get_app
 from ops.cli.output import emit_json, out_console
-from ops.usecases.screen import DECISION_OF_VERDICT, Screening, check_video
+from ops.usecases.screen import check_video
 
-VERDICT_OF_DECISION = {d: v for v, d in DECISION_OF_VERDICT.items()}
 DECISION_STYLE = {"flagged": "bold red", "cleared": "green", "review": "bold yellow"}
 
 
@@ -40,7 +40,7 @@ def check_cmd(ctx: click.Context, video: str, sampler: str | None, k: int | None
     cleared or review), the stage that decided, why, and what it cost.
     """
     c = check_video(get_app(ctx), video, sampler=sampler, k=k, confirm=confirm)
-    sampled, verdicts, screening = c.analysed.sampled, c.verdicts, c.screening
+    sampled, verdicts, decision = c.analysed.sampled, c.verdicts, c.decision
     result: dict[str, Any] = {
         "path": video,
         "verdict": "candidate" if any(v.verdict == "candidate" for v in verdicts) else "clear",
@@ -52,8 +52,8 @@ def check_cmd(ctx: click.Context, video: str, sampler: str | None, k: int | None
         "warnings": sampled.warnings,
         "seconds": c.seconds,
     }
-    if screening is not None:
-        result["cascade"] = cascade_dict(screening)
+    if decision is not None:
+        result["cascade"] = cascade_dict(decision)
     if as_json:
         emit_json(result)
         return
@@ -71,18 +71,16 @@ def check_cmd(ctx: click.Context, video: str, sampler: str | None, k: int | None
         table.add_row(v.policy, f"[{style}]{v.verdict}[/]", "" if v.score is None else f"{v.score:.3f}",
                       f"{v.threshold:g}", v.rule, f"{v.frames_over}/{v.frames}", best)
     out_console.print(table)
-    if screening is not None:
+    if decision is not None:
         print_decision(result["cascade"])
     for w in sampled.warnings:
         out_console.print(f"[yellow]warning:[/] {w}")
 
 
-def cascade_dict(s: Screening) -> dict[str, Any]:
+def cascade_dict(d: Decision) -> dict[str, Any]:
     """The cascade's decision as ``check --json`` reports it."""
-    cascade = s.cascade or {}
-    return {"decision": s.decision, "verdict": VERDICT_OF_DECISION.get(s.decision, s.decision), "stage": s.stage,
-            "reason": s.reason, "cost": cascade.get("cost", {}), "confirm": s.confirm,
-            "evidence": cascade.get("evidence", {})}
+    return {"decision": d.decision, "verdict": d.verdict, "stage": d.stage, "reason": d.reason, "cost": d.cost,
+            "confirm": d.confirm, "evidence": d.evidence}
 
 
 def vote_text(confirm: dict[str, Any] | None) -> str:

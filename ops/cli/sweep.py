@@ -10,6 +10,7 @@ import click
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from indexer.decision import Decision, FrameMatch, PolicyVerdict
 from indexer.errors import SludgeError
 from ops.app import err_console
 from ops.cli.context import get_app
@@ -140,8 +141,7 @@ def sweep_confirm(ctx: click.Context, policy: str, limit: int | None, threshold:
     `sludge recall --decision flagged` finds it. A candidate whose file is gone
     or unreadable becomes `review` with the reason; the batch goes on.
     """
-    from classifier.cascade import CascadeInput, Decision
-    from ops.usecases.screen import DECISION_OF_VERDICT
+    from classifier.cascade import CascadeInput
 
     check_policy_name(policy)
     app = get_app(ctx)
@@ -200,7 +200,7 @@ def sweep_confirm(ctx: click.Context, policy: str, limit: int | None, threshold:
                     decided[i] = (d, {**meta, "unreadable": d.verdict == "review" and d.confirm is None})
             for i in range(len(chunk)):
                 d, meta = decided[i]
-                rows.append(_record(history, d, meta, DECISION_OF_VERDICT[d.verdict], policy))
+                rows.append(_record(history, d, meta, policy))
     history.refresh()
     summary = summarize(rows, time.perf_counter() - t0)
     if as_json:
@@ -252,20 +252,18 @@ class _Thresholds:
         return self.default, "default"
 
 
-def candidate_verdict(c: SweepCandidate, threshold: float) -> dict[str, Any]:
-    """A sweep candidate as stage-one bank evidence (the dict keys ``Cascade.stage_one`` reads).
+def candidate_verdict(c: SweepCandidate, threshold: float) -> PolicyVerdict:
+    """A sweep candidate as stage-one bank evidence (a policy verdict, as screening gives the cascade).
 
     The sweep kept the frames that reached its --min-score, so the verdict is the
     best-frame rule on the candidate's score; its frames are embedding matches
     against the sweep's query (never PDQ).
     """
     over = sum(1 for s in c.frame_scores if s >= threshold)
-    return {
-        "policy": c.policy, "verdict": "candidate" if c.score >= threshold else "clear", "score": c.score,
-        "threshold": threshold, "rule": "best", "frames_over": over, "frames": len(c.frame_scores),
-        "matches": [{"ts": t, "exemplar_id": f"sweep:{c.run_id}", "kind": "sweep", "source": c.query, "score": s,
-                     "signal": "embedding"} for t, s in zip(c.timestamps[:5], c.frame_scores[:5])],
-    }
+    return PolicyVerdict(c.policy, "candidate" if c.score >= threshold else "clear", c.score, threshold, "best",
+                         over, len(c.frame_scores),
+                         [FrameMatch(t, f"sweep:{c.run_id}", "sweep", c.query, s, "embedding")
+                          for t, s in zip(c.timestamps[:5], c.frame_scores[:5])])
 
 
 def stored_layout(layout: str | None) -> dict[str, Any] | None:
@@ -277,13 +275,12 @@ def stored_layout(layout: str | None) -> dict[str, Any] | None:
     return {"layout": layout, "multi_feed": layout in MULTI_FEED}
 
 
-def _not_decided(path: str, reason: str) -> Any:
-    from classifier.cascade import Decision
-
-    return Decision(path, "review", 1, reason, {}, {"model_calls": 0, "seconds": {"stage1": 0.0, "stage2": 0.0}})
+def _not_decided(path: str, reason: str) -> Decision:
+    return Decision("review", reason, 1, cost={"model_calls": 0, "seconds": {"stage1": 0.0, "stage2": 0.0}}, path=path)
 
 
-def _record(history: FrameHistory, d: Any, meta: dict[str, Any], decision: str, policy: str) -> dict[str, Any]:
+def _record(history: FrameHistory, d: Decision, meta: dict[str, Any], policy: str) -> dict[str, Any]:
+    decision = d.decision
     recorded, error = False, None
     if meta.get("in_history", True):
         try:

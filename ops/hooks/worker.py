@@ -26,7 +26,7 @@ from ops.hooks.jobs import Job, JobQueue
 from ops.hooks.metrics import StageTimer
 from ops.hooks.sources import check_path, fetch_url
 from ops.hooks.webhooks import EVENT_OF_DECISION, Webhooks
-from ops.usecases.screen import layout_of, screen_record
+from ops.usecases.screen import layout_of, record_evidence, screen
 from search.errors import StoreError
 from search.history import snippet
 
@@ -210,7 +210,8 @@ class Worker:
         seconds["store"] = time.perf_counter() - t
         times = [f.ts for f in rec.frames]
         layout = layout_of(rec)
-        sc = screen_record(self.bank, rec, str(path), k=self.s.bank.k, cascade=self.cascade)
+        sc = screen(self.bank, record_evidence(rec, str(path)), k=self.s.bank.k, cascade=self.cascade,
+                    transcript=rec.transcript)
         seconds["match"] = sc.seconds.get("match", 0.0)
         if self.cascade is not None:
             seconds["confirm"] = sc.seconds.get("stage2", 0.0)

@@ -2,8 +2,9 @@
 
 One place for what ``sludge check`` and the hooks workers both do with a video: the first stage
 (:meth:`indexer.pipeline.VideoIndexer.analyse`: sampled frames with the layout, embeddings, PDQ
-hashes; the workers index the video too, which runs the same stage), then embedding KNN + PDQ
-near-duplicates against the bank, one verdict per policy, then a video decision. Without a cascade
+hashes; the workers index the video too, which runs the same stage), then every registered signal
+(:mod:`search.signals`: embedding KNN and PDQ near-duplicates against the bank, the layout's
+observation), one verdict per policy, then one decision record (:class:`indexer.decision.Decision`). Without a cascade
 the decision is the prefilter's (any policy candidate → flagged); with it the cascade decides,
 sending uncertain videos to Visual-Qwen.
 """
@@ -11,75 +12,43 @@ sending uncertain videos to Visual-Qwen.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from indexer.decision import Decision, FrameMatch, PolicyVerdict, prefilter_decision
 from indexer.pipeline import Analysed
 from indexer.records import VideoRecord
 from search.bank import ExemplarBank
-from search.signals import VideoEvidence, match_frames
-from search.verdict import PolicyVerdict, decide
+from search.signals import VideoEvidence, match_frames, observe_video
+from search.verdict import decide
 
 if TYPE_CHECKING:
     from ops.app import App
 
-# The cascade's verdicts as the decisions the platform receives.
-DECISION_OF_VERDICT = {"sludge": "flagged", "clear": "cleared", "review": "review"}
 
-
-@dataclass
-class Screening:
-    decision: str  # flagged | cleared | review
-    reason: str
-    policies: list[PolicyVerdict]
-    stage: int = 1
-    confirm: dict[str, Any] | None = None  # stage two's votes when the cascade ran it
-    cascade: dict[str, Any] | None = None  # the cascade's evidence and cost
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def matched_policies(self) -> list[str]:
-        return [v.policy for v in self.policies if v.verdict == "candidate"]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"decision": self.decision, "reason": self.reason, "stage": self.stage,
-                "policies": [v.to_dict() for v in self.policies], "confirm": self.confirm,
-                "cascade": self.cascade, "seconds": self.seconds}
-
-
-def match_bank(bank: ExemplarBank, times: list[float], vectors: np.ndarray,
-               pdq: list[tuple[str, int] | None], k: int) -> list[PolicyVerdict]:
+def match_bank(bank: ExemplarBank, video: VideoEvidence, k: int) -> list[PolicyVerdict]:
     """Per-policy verdicts from every registered signal (search.signals) over a video's sampled frames."""
-    return decide(bank.list_policies(), match_frames(bank, VideoEvidence(list(times), vectors, pdq), k))
+    return decide(bank.list_policies(), match_frames(bank, video, k))
 
 
-def prefilter_decision(verdicts: list[PolicyVerdict]) -> tuple[str, str]:
-    hits = [v for v in verdicts if v.verdict == "candidate"]
-    if not hits:
-        return "cleared", "no policy reached its threshold"
-    best = max(hits, key=lambda v: v.score if v.score is not None else -2.0)
-    names = ", ".join(v.policy for v in hits)
-    return "flagged", f"bank: {names} (best {best.policy} {best.score:.3f} ≥ {best.threshold:g})"
-
-
-def screen(bank: ExemplarBank, path: str, times: list[float], vectors: np.ndarray,
-           pdq: list[tuple[str, int] | None], *, k: int, cascade: Any = None, layout: Any = None,
-           transcript: Any = None, stage_one_seconds: float = 0.0) -> Screening:
-    """Match, then decide: the prefilter alone, or the cascade when one is given."""
+def screen(bank: ExemplarBank, video: VideoEvidence, *, k: int, cascade: Any = None, transcript: Any = None,
+           stage_one_seconds: float = 0.0) -> Decision:
+    """Match, then decide: the prefilter alone, or the cascade (reading every signal's observations too)."""
     t = time.perf_counter()
-    verdicts = match_bank(bank, times, vectors, pdq, k)
+    verdicts = match_bank(bank, video, k)
     match_s = time.perf_counter() - t
     if cascade is None:
-        decision, reason = prefilter_decision(verdicts)
-        return Screening(decision, reason, verdicts, seconds={"match": round(match_s, 4)})
-    d = cascade.decide(path, verdicts, layout=layout, transcript=transcript,
-                       stage_one_seconds=stage_one_seconds + match_s)
-    return Screening(DECISION_OF_VERDICT[d.verdict], d.reason, verdicts, stage=d.stage, confirm=d.confirm,
-                     cascade={"evidence": d.evidence, "cost": d.cost},
-                     seconds={"match": round(match_s, 4), **d.cost.get("seconds", {})})
+        return prefilter_decision(verdicts, path=video.path or "", seconds={"match": round(match_s, 4)})
+    from classifier.cascade import CascadeInput
+
+    [d] = cascade.decide_many([CascadeInput(video.path or "", verdicts, transcript=transcript,
+                                            stage_one_seconds=stage_one_seconds + match_s,
+                                            observations=observe_video(video))])
+    d.seconds = {"match": round(match_s, 4), **d.cost.get("seconds", {})}
+    return d
 
 
 def layout_of(rec: VideoRecord) -> dict[str, Any] | None:
@@ -87,13 +56,34 @@ def layout_of(rec: VideoRecord) -> dict[str, Any] | None:
     return {"layout": rec.layout, **(rec.layout_detail or {})} if rec.layout is not None else None
 
 
-def screen_record(bank: ExemplarBank, rec: VideoRecord, path: str, *, k: int, cascade: Any = None) -> Screening:
-    """Screen a video that was just indexed, from its record (the workers: upload → index → decide)."""
-    times = [f.ts for f in rec.frames]
-    vectors = rec.embeddings if rec.frames else np.zeros((0, 0), np.float32)
-    pdq = [(f.pdq, f.pdq_quality) if f.pdq else None for f in rec.frames]
-    return screen(bank, path, times, vectors, pdq, k=k, cascade=cascade, layout=layout_of(rec),
-                  transcript=rec.transcript)
+def record_evidence(rec: VideoRecord, path: str) -> VideoEvidence:
+    """What screening reads of a video that was just indexed (the workers: upload → index → decide)."""
+    return VideoEvidence([f.ts for f in rec.frames],
+                         rec.embeddings if rec.frames else np.zeros((0, 0), np.float32),
+                         [(f.pdq, f.pdq_quality) if f.pdq else None for f in rec.frames], path,
+                         layout=layout_of(rec))
+
+
+def stored_matches(history: Any, bank: ExemplarBank, video_id: str, *, k: int = 3,
+                   limit: int = 12) -> list[tuple[str, FrameMatch]]:
+    """(policy, match) for a video already in the history but never decided (indexed from the command
+    line): each stored frame's best match through every signal, best first. Empty when the history
+    cannot export its vectors."""
+    export = getattr(history, "export_frames", None)
+    if export is None:
+        return []
+    from search.history import HistoryFilter
+
+    found: list[tuple[str, FrameMatch]] = []
+    for page in export(HistoryFilter(video_ids=(video_id,))):
+        if not len(page.frame_ids):
+            continue
+        video = VideoEvidence([float(t) for t in page.ts], page.vectors, [None] * len(page.frame_ids))
+        for ts, ms in match_frames(bank, video, k):
+            if ms:
+                m = max(ms, key=lambda m: m.score)
+                found.append((m.policy, FrameMatch(ts, m.exemplar_id, m.kind, m.source, m.score, m.signal)))
+    return sorted(found, key=lambda p: -p[1].score)[:limit]
 
 
 @dataclass
@@ -103,7 +93,7 @@ class Checked:
     path: str
     analysed: Analysed
     verdicts: list[PolicyVerdict]
-    screening: Screening | None
+    decision: Decision | None  # with the cascade
     model_id: str
     random_weights: bool
     seconds: float
@@ -113,19 +103,19 @@ def check_video(app: App, path: str, *, sampler: str | None = None, k: int | Non
                 confirm: bool = False) -> Checked:
     """Screen one file without indexing it: first stage, bank match, and the cascade when ``confirm``."""
     t0 = time.perf_counter()
-    indexer = app.indexer(sampler, transcribe=False)  # loads the encoder: not what stage one costs per video
-    load_s = time.perf_counter() - t0
+    indexer = app.indexer(sampler, transcribe=False)  # the encoder loads once the file has decoded
     a = indexer.analyse(path)
     bank = app.bank()
     kk = k or app.settings.bank.k
-    screening: Screening | None = None
+    video = VideoEvidence(a.times, a.embeddings, a.pdq, path, layout=a.sampled.layout)
+    decision: Decision | None = None
     if confirm:
-        screening = screen(bank, path, a.times, a.embeddings, a.pdq, k=kk, cascade=app.cascade,
-                           layout=a.sampled.layout, stage_one_seconds=time.perf_counter() - t0 - load_s)
-        verdicts = screening.policies
+        decision = screen(bank, video, k=kk, cascade=app.cascade,
+                          stage_one_seconds=sum(a.timings.values()))  # the stage, not the model's loading
+        verdicts = decision.policies
     else:
-        verdicts = match_bank(bank, a.times, a.embeddings, a.pdq, kk)
-    return Checked(path, a, verdicts, screening, app.encoder.model_id, app.encoder.random_weights,
+        verdicts = match_bank(bank, video, kk)
+    return Checked(path, a, verdicts, decision, app.encoder.model_id, app.encoder.random_weights,
                    seconds=round(time.perf_counter() - t0, 3))
 
 

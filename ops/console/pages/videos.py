@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -10,6 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from indexer.errors import SludgeError
 from indexer.thumbs import list_thumbnails
 from ops.console.web import Ctx, Refused, Signed, form_with_csrf, need, safe_next, wants_json
+from ops.usecases.screen import stored_matches
 
 router = APIRouter(include_in_schema=False)
 
@@ -35,7 +37,7 @@ def video_page(request: Request, video_id: str, c: Ctx, s: Signed):
             for m in pol.get("matches", [])[:6]:
                 pairs.append({"policy": pol["policy"], **m})
     else:
-        pairs = _live_matches(hist, bank, video_id)
+        pairs = [{"policy": policy, **asdict(m)} for policy, m in stored_matches(hist, bank, video_id)]
     for p in pairs:
         if p["exemplar_id"] not in exemplars:
             exemplars[p["exemplar_id"]] = bank.get(p["exemplar_id"])
@@ -82,19 +84,3 @@ async def add_label(request: Request, c: Ctx, s: Signed):
         return JSONResponse({"label": {k: v for k, v in lab.to_dict().items() if k != "path"}})
     return RedirectResponse(safe_next(str(form.get("next") or "")), status_code=303)
 
-
-def _live_matches(hist, bank, video_id: str) -> list[dict]:
-    """Matches of a video indexed outside the hooks service: its stored frame vectors against the bank."""
-    export = getattr(hist, "export_frames", None)
-    if export is None:
-        return []
-    from search.history import HistoryFilter
-
-    pairs = []
-    for pg in export(HistoryFilter(video_ids=(video_id,))):
-        if not len(pg.frame_ids):
-            continue
-        for ts, ms in zip(pg.ts, bank.knn(pg.vectors, 3)):
-            pairs += [{"policy": m.policy, "ts": float(ts), "exemplar_id": m.exemplar_id, "kind": m.kind,
-                       "source": m.source, "score": m.score, "signal": m.signal} for m in ms[:1]]
-    return sorted(pairs, key=lambda p: -p["score"])[:12]
