@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import click
 from rich.table import Table
 
-from indexer.errors import MediaError
-from indexer.pipeline import sample_video
 from ops.cli.context import get_app
 from ops.cli.output import emit_json, out_console
+from ops.usecases.classify import classify_videos
 
 
 @click.command("classify")
@@ -32,27 +29,9 @@ def classify_cmd(ctx: click.Context, videos: tuple[str, ...], sampler: str | Non
     app = get_app(ctx)
     if model:
         app.settings.classifier.model = model
-    s = app.settings.classifier
-    smp = app.sampler(sampler or s.sampler)
-    clf = app.classifier
-    use_tr = s.use_transcript and not no_transcript
-    batch, failed = [], []
-    for v in videos:
-        t0 = time.perf_counter()
-        try:
-            sampled = sample_video(v, smp, app.limits)
-            tr = app.transcriber.transcribe(v).text if (use_tr and app.transcriber and sampled.info.has_audio) else None
-        except MediaError as e:
-            failed.append({"path": v, "error": str(e)})
-            continue
-        batch.append(((v, [f.image for f in sampled.frames], [f.ts for f in sampled.frames], tr),
-                      time.perf_counter() - t0, sampled.warnings))
-    results = clf.classify_batch([b[0] for b in batch]) if batch else []
-    docs = []
-    for (_, prep, warns), r in zip(batch, results):
-        r.seconds += prep
-        r.warnings.extend(warns)
-        docs.append({**r.to_dict(), "model": clf.describe(), "random_weights": clf.random_weights})
+    use_tr = app.settings.classifier.use_transcript and not no_transcript
+    out = classify_videos(app, list(videos), sampler=sampler, use_transcript=use_tr)
+    docs, failed = out.results, out.failed
     if as_json:
         emit_json(docs + [{"path": f["path"], "error": f["error"]} for f in failed])
     else:
