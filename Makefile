@@ -50,9 +50,16 @@ demo: setup
 
 # The console's browser tests drive Debian's Chromium (Playwright for Python, its own browser download is
 # not used): installed here when missing.
+# axe-core (npm) is injected by those tests to check each page's accessibility; kept outside the checkout.
+AXE_VERSION := 4.14.1
+AXE_DIR ?= $(HOME)/.cache/sludge/axe-core-$(AXE_VERSION)
+export SLUDGE_AXE_JS ?= $(AXE_DIR)/node_modules/axe-core/axe.min.js
 browser:
 	@command -v chromium >/dev/null || { echo "installing chromium (Debian package, for the console's browser tests)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@command -v npm >/dev/null || { echo "installing npm (Debian package, to fetch axe-core)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq npm >/dev/null; }
+	@test -f $(SLUDGE_AXE_JS) || npm install --silent --no-audit --no-fund --prefix $(AXE_DIR) axe-core@$(AXE_VERSION)
 
 test: setup browser
 	$(VENV)/bin/pytest -q

@@ -231,6 +231,8 @@ class StoredVideo:
     layout: str | None = None
     source: str | None = None
     decision: str | None = None
+    #: the layout detector's detail (regions, confidence, feeds) as indexing recorded it; None for old rows
+    layout_detail: dict[str, Any] | None = None
 
 
 @dataclass

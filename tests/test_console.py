@@ -110,6 +110,10 @@ def test_bad_key_read_scope_csrf_and_traversal_are_refused(console):
     assert r.status_code == 403
     r = admin.post("/ui/bank/exemplars", data={"policy": "stacked-feeds", "text": "no token"})
     assert r.status_code == 403
+    # a label with no policy chosen (nothing flagged the video) is refused, in words, not guessed
+    r = admin.post("/ui/labels", data={"video_id": vid, "policy": "", "verdict": "confirm",
+                                       "csrf": csrf_of(admin)}, headers={"Accept": "application/json"})
+    assert r.status_code == 400 and "choose the policy" in r.json()["error"]["message"]
 
     thumbs = [f"/ui/thumbs/{vid}/..%2F..%2F..%2Fredis.conf", f"/ui/thumbs/{vid}/%2e%2e",
               "/ui/thumbs/..%2F..%2Fetc/passwd", f"/ui/thumbs/{vid[:-1]}%2e/0.jpg", "/ui/thumbs/../../etc/passwd"]
@@ -125,6 +129,14 @@ def test_bad_key_read_scope_csrf_and_traversal_are_refused(console):
     r = admin.post("/ui/recall", data={"csrf": csrf_of(admin)}, files={"image": ("empty.png", b"", "image/png")})
     assert r.status_code == 400 and "empty" in r.text
 
+    # The video itself, for the page's player (with its sound), to a signed-in reviewer only; seekable.
+    r = admin.get(f"/ui/videos/{vid}/media", headers={"Range": "bytes=0-99"})
+    assert r.status_code == 206 and r.headers["content-type"].startswith("video/") and len(r.content) == 100
+    assert httpx.get(f"{console.base}/ui/videos/{vid}/media").status_code == 303  # no session: sign in
+    assert admin.get(f"/ui/videos/{'0' * 64}/media").status_code == 404
+    # the Decisions table shows each video's first frame
+    assert re.search(r'<td class="thumb"><img src="/ui/thumbs/[0-9a-f]{64}/', admin.get("/ui/decisions").text)
+
     # No page shows a path on the server, in or outside the data folder.
     for path in ("/ui/recall?q=test", "/ui/bank", "/ui/decisions", "/ui/sweeps", f"/ui/videos/{vid}"):
         body = admin.get(path).text
@@ -139,6 +151,79 @@ def test_bad_key_read_scope_csrf_and_traversal_are_refused(console):
     key_id = console.reader.split("_")[1]
     assert console.sludge("keys", "revoke", key_id).returncode == 0
     assert reader.get("/ui/bank").status_code == 303
+    # the live feed's script is told in words, not handed the sign-in page (it then says it stopped)
+    r = reader.get("/ui/decisions/feed", headers={"Accept": "application/json"})
+    assert r.status_code == 401 and "sign in again" in r.json()["error"]["message"]
+
+
+def test_a_bad_filter_keeps_the_query_and_the_page(console):
+    admin = signed_in(console, console.admin)
+    for bad, words in (({"min_score": "abc"}, "is not a number"), ({"page": "abc"}, "is not a page number"),
+                       ({"since": "last tuesday"}, "bad time filter")):
+        r = admin.get("/ui/recall", params={"q": "two feeds", "layout": "vertical", **bad})
+        assert r.status_code == 400 and words in r.text, (bad, r.text[:300])
+        assert 'value="two feeds"' in r.text and "<option selected>vertical</option>" in r.text  # kept
+        assert "Sign out" in r.text  # inside the normal page, with its navigation
+    for path in ("/ui/sweeps?page=abc", "/ui/decisions?before=abc", "/ui/decisions/feed?after=x"):
+        r = admin.get(path)
+        assert r.status_code == 400 and "Sign out" in r.text, path
+    # a threshold preview: stacked-feeds flags everything at -1; at 2 every scored decision would fall below
+    r = admin.get("/ui/bank/policies/stacked-feeds/preview", params={"threshold": "2"},
+                  headers={"Accept": "application/json"})
+    d = r.json()["decisions"]
+    assert r.status_code == 200 and d["scored"] >= 2 and d["down"] == d["scored"] and d["up"] == 0
+    assert admin.get("/ui/bank/policies/stacked-feeds/preview", params={"threshold": "x"}).status_code == 400
+    # pages: an older page of decisions starts after the newest entry and is not live
+    newest = re.search(r'data-after="([0-9-]+)"', admin.get("/ui/decisions").text).group(1)
+    older = admin.get("/ui/decisions", params={"before": newest})
+    assert older.status_code == 200 and "back to the newest" in older.text and "data-feed" not in older.text
+    assert older.text.count('<tr class="card') == admin.get("/ui/decisions").text.count('<tr class="card') - 1
+    assert admin.get("/ui/sweeps", params={"page": "1"}).status_code == 200
+
+
+def test_image_and_frame_search_keep_filters_and_pages(console):
+    admin = signed_in(console, console.admin)
+    vid = console.jobs[0]["video_id"]
+    thumb = re.search(rf'/ui/thumbs/{vid}/[^"]+', admin.get(f"/ui/videos/{vid}").text).group(0)
+    image = admin.get(thumb).content  # a real image: one of the video's own frames
+    r = admin.post("/ui/recall", data={"csrf": csrf_of(admin), "min_score": "-1", "layout": ""},
+                   files={"image": ("frame.jpg", image, "image/jpeg")})
+    assert r.status_code == 303 and r.headers["location"].startswith("/ui/recall?image=")
+    assert "min_score=-1" in r.headers["location"]  # the filters travel with the image
+    page = admin.get(r.headers["location"])
+    assert page.status_code == 200 and 'class="card result' in page.text
+    assert 'name="image" value="' in page.text and 'name="min_score" value="-1"' in page.text
+    second = admin.get(r.headers["location"] + "&page=1")
+    assert second.status_code == 200 and "page 2" in second.text and 'name="image" value="' in second.text
+    # "similar": the frame's own stored vector, so its video comes first with score 1
+    like = re.search(r'href="(/ui/recall\?like=[0-9a-f]{64}:[0-9.]+)"', admin.get(f"/ui/videos/{vid}").text).group(1)
+    r = admin.get(like.replace("&amp;", "&"))
+    assert r.status_code == 200, r.text[:300]
+    first = re.search(r'class="card result".*?data-href="/ui/videos/([0-9a-f]{64})', r.text, re.DOTALL).group(1)
+    assert first == vid and '<span class="score" title="best frame\'s similarity to the query">1.000' in r.text
+    assert admin.get("/ui/recall", params={"like": "nope"}).status_code == 400
+    assert admin.get("/ui/recall", params={"image": "0" * 64}).status_code == 400  # no longer kept: says so
+
+
+def test_a_store_that_does_not_answer_is_a_page_in_words(tmp_path_factory, redis_server, console):
+    """The history's Elasticsearch stopped while a reviewer is signed in (here: nothing listens on its port)."""
+    down = Stack(tmp_path_factory.mktemp("es-down"), redis_server.url, "http://127.0.0.1:9")
+    try:
+        down.start_api()
+        c = signed_in(down, down.key("read"))
+        r = c.get("/ui/recall", params={"q": "two feeds", "layout": "vertical"})
+        assert r.status_code == 503, r.text[:300]
+        assert "not answering" in r.text and "Sign out" in r.text  # in words, inside the page
+        assert "127.0.0.1:9" not in r.text and "SLUDGE_" not in r.text and "Elasticsearch" not in r.text
+        assert 'href="/ui/recall?q=two+feeds&amp;layout=vertical">Try again' in r.text  # the query is kept
+        r = c.get("/ui/recall", params={"q": "two feeds"}, headers={"Accept": "application/json"})  # the script's view
+        assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
+        assert "127.0.0.1:9" not in r.text
+        with down.client(down.key("read")) as api:  # the API itself still names what is down, for operators
+            r = api.post("/v1/recall", json={"query": "two feeds"})
+            assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
+    finally:
+        down.stop()
 
 
 def test_labels_feed_calibration_and_the_training_export(console):
@@ -200,6 +285,17 @@ def test_the_console_in_a_real_browser(console, tmp_path):
                                  ".every(i => i.complete && i.naturalWidth > 0 && i.alt.length > 0)")
             page.screenshot(path=str(ARTIFACTS / "console-recall.png"), full_page=True)
 
+            # Nothing flagged these results under a policy: `c` must not guess one (it used to take the
+            # alphabetically first); it says so in red, and no label is written.
+            first = page.locator(".grid .card").first
+            assert first.locator(".policy-select").input_value() == ""
+            first.focus()
+            page.keyboard.press("c")
+            status = first.locator(".label-status.error", has_text="choose the policy")
+            status.wait_for()
+            assert status.get_attribute("role") == "alert"
+            first.locator(".policy-select").blur()
+
             # Keyboard: the first card takes focus, Enter opens its video.
             page.keyboard.press("j")
             assert page.evaluate("() => document.activeElement.classList.contains('card')")
@@ -208,6 +304,14 @@ def test_the_console_in_a_real_browser(console, tmp_path):
             assert page.locator("h2", has_text="Bank matches").count() == 1
             assert page.locator(".frames img").count() >= 1
             assert page.locator(".region").count() >= 1  # the layout drawn over a frame
+            # What is flagged and why, above the fold: the summary with the decision, the evidence and
+            # the verdict buttons; pass/fail beside every match; the player.
+            box = page.locator(".summary").bounding_box()
+            assert box is not None and box["y"] + box["height"] <= 900, box
+            assert page.locator(".summary .badge").first.inner_text() in ("flagged", "cleared", "review")
+            assert page.locator(".summary button.confirm").is_visible()
+            assert page.locator(".pair").count() == page.locator(".vs.pass, .vs.fail").count() >= 1
+            assert page.locator("video.player").count() == 1
             page.screenshot(path=str(ARTIFACTS / "console-video.png"), full_page=True)
 
             # Bank: add a text exemplar; it shows as a card and in the audit log.
@@ -217,11 +321,34 @@ def test_the_console_in_a_real_browser(console, tmp_path):
             page.click("form.add button[type=submit]")
             page.wait_for_selector("blockquote.textcard:has-text('a game under a tv clip')")
             assert page.locator("table.audit td", has_text="exemplar.add").count() >= 2
+            # A threshold change shows before → after in the audit; Remove asks first.
+            page.fill("form.add input[name=policy]", "audit-check")
+            page.fill("form.add input[name=text]", "a tv clip over a game")
+            page.fill("form.add input[name=threshold]", "0.3")
+            page.click("form.add button[type=submit]")
+            policy_form = page.locator("form[action='/ui/bank/policies/audit-check']")
+            policy_form.locator("input[name=threshold]").fill("0.35")
+            policy_form.locator(".preview", has_text="recent decisions").wait_for()  # what it would flip
+            policy_form.locator("button[type=submit]").click()
+            page.wait_for_selector("table.audit td:has-text('threshold 0.3 → 0.35')")
+            section = page.locator("section.policy", has=page.locator("h2", has_text="audit-check"))
+            remove = section.locator("form.confirm-first button")
+            page.once("dialog", lambda d: d.dismiss())
+            remove.click()
+            assert section.locator("blockquote.textcard").count() == 1  # kept: the reviewer said no
+            page.once("dialog", lambda d: d.accept())
+            remove.click()
+            page.wait_for_selector("table.audit td:has-text('(removed)')")
+            assert section.locator("blockquote.textcard").count() == 0
             page.screenshot(path=str(ARTIFACTS / "console-bank.png"), full_page=True)
 
-            # Decisions feed.
+            # Decisions feed: each row labels under the policy that flagged it, or asks.
             page.goto(console.base + "/ui/decisions")
             assert page.locator("#decisions tbody tr.card").count() >= 2
+            for row in page.evaluate("() => [...document.querySelectorAll('#decisions tbody tr.card')].map(tr => ["
+                                     "tr.querySelector('td.policies').textContent.split(', ')[0], tr.querySelector('.policy-select')"
+                                     ".value])"):
+                assert row[1] == row[0], row  # the first matched policy, or '' (choose) when none matched
             page.screenshot(path=str(ARTIFACTS / "console-decisions.png"), full_page=True)
 
             # Sweeps: confirm a candidate with the keyboard shortcut.
@@ -230,6 +357,14 @@ def test_the_console_in_a_real_browser(console, tmp_path):
             card.focus()
             page.keyboard.press("c")
             card.locator(".label-status", has_text="confirmed").wait_for()
+            assert card.get_attribute("data-label") == "confirm"
+            # the queue flows: a progress count, and labelled items can be hidden
+            total = page.locator(".grid .card").count()
+            assert re.fullmatch(rf"[1-9][0-9]* of {total} labelled", page.locator(".progress").inner_text())
+            page.check(".hide-reviewed")
+            assert not card.is_visible()
+            page.uncheck(".hide-reviewed")
+            assert card.is_visible()
             page.screenshot(path=str(ARTIFACTS / "console-sweeps.png"), full_page=True)
             assert outside == [], f"the page reached outside the app: {outside[:5]}"
         finally:
@@ -239,3 +374,95 @@ def test_the_console_in_a_real_browser(console, tmp_path):
                                                         "stacked-feeds").stdout.splitlines() if line.strip()]
     mine = [r for r in rows if r["id"] == vid]
     assert mine and mine[0]["label"] is True and mine[0]["subject"] == "candidate"
+    assert not [r for r in rows if r["subject"] == "recall"]  # the refused `c` on Recall wrote nothing
+
+
+AXE_JS = Path(os.environ.get("SLUDGE_AXE_JS") or
+              Path.home() / ".cache/sludge/axe-core-4.14.1/node_modules/axe-core/axe.min.js")
+WIDTHS = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
+
+
+def test_every_page_at_both_widths(console):
+    """Each page at 1366×900 and 390×844: a screenshot, no sideways scrolling, tap targets of 44 px on a
+    phone, no serious or critical axe-core violation; and what a reviewer sees above the fold, measured."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="install the dev extra (playwright)")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    if not AXE_JS.is_file():
+        pytest.skip(f"axe-core is not installed at {AXE_JS} (make test installs it)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    vid = console.jobs[0]["video_id"]
+    pages = {"recall": "/ui/recall?q=a+moving+test+pattern", "video": f"/ui/videos/{vid}", "bank": "/ui/bank",
+             "decisions": "/ui/decisions", "sweeps": "/ui/sweeps", "error": "/ui/recall?q=x&min_score=abc"}
+    fold: dict[str, dict] = {}
+    problems: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            for width, viewport in WIDTHS.items():
+                # bypass_csp: only so that the test can inject axe-core; the pages' own CSP is tested above
+                ctx = browser.new_context(viewport=viewport, bypass_csp=True)
+                page = ctx.new_page()
+                page.goto(console.base + "/ui/login")
+                check_page(page, "login", width, viewport, problems)
+                page.fill("#api_key", console.admin)
+                page.click("form.login button[type=submit]")
+                page.wait_for_url("**/ui/recall")
+                for name, path in pages.items():
+                    page.goto(console.base + path)
+                    page.wait_for_load_state("networkidle")
+                    check_page(page, name, width, viewport, problems)
+                    if width == "desktop" and name in ("recall", "video", "decisions"):
+                        fold[name] = above_the_fold(page, viewport["height"])
+                ctx.close()
+        finally:
+            browser.close()
+    (ARTIFACTS / "console-above-the-fold.json").write_text(json.dumps(fold, indent=1))
+    assert not problems, "\n".join(problems)
+    assert fold["recall"]["cards_fully_visible"] >= 2, fold
+    assert fold["video"]["summary_visible"], fold
+
+
+def check_page(page, name: str, width: str, viewport: dict, problems: list[str]) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"console-{name}-{width}.png"), full_page=True)
+    wide = page.evaluate("() => document.documentElement.scrollWidth")
+    if wide > viewport["width"] + 1:
+        culprits = page.evaluate("""(w) => [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > w && ![...e.children].some(
+                     c => c.getBoundingClientRect().right > w))
+            .slice(0, 3).map(e => e.outerHTML.slice(0, 80))""", viewport["width"])
+        problems.append(f"{name} at {width}: the page is {wide} px wide (scrolls sideways): {culprits}")
+    if width == "phone":
+        # a checkbox is tapped through its label; every other control is its own target
+        small = page.evaluate("""() => [...document.querySelectorAll('button, select, input:not([type=hidden])')]
+            .filter(e => e.offsetParent !== null)
+            .map(e => [e.outerHTML.slice(0, 60), Math.round((e.type === 'checkbox' ? (e.closest('label') || e) : e)
+                       .getBoundingClientRect().height)])
+            .filter(([, h]) => h < 44)""")
+        if small:
+            problems.append(f"{name} at {width}: tap targets under 44 px: {small[:4]}")
+    page.add_script_tag(path=str(AXE_JS))
+    found = page.evaluate("""async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+        .filter(v => v.impact === 'serious' || v.impact === 'critical')
+        .map(v => v.id + ' (' + v.impact + '): ' + v.nodes.slice(0, 2).map(n => n.target.join(' ')).join(' | '))""")
+    problems += [f"{name} at {width}: axe {v}" for v in found]
+
+
+def above_the_fold(page, height: int) -> dict:
+    """What is fully inside the first screen: cards, and the fields of the first one."""
+    return page.evaluate("""(h) => {
+        const inside = e => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.bottom <= h && r.height > 0; };
+        const cards = [...document.querySelectorAll('.grid .card, #decisions tbody tr.card')];
+        const first = cards.find(inside);
+        const summary = document.querySelector('.summary');
+        const r = first ? first.getBoundingClientRect() : null;
+        const grid = first && first.closest('.grid');
+        const columns = !first ? 0 : grid ? getComputedStyle(grid).gridTemplateColumns.split(' ').length : 1;
+        return {cards: cards.length, cards_fully_visible: cards.filter(inside).length,
+                // what one screen holds of this page's cards: the first card's size and its columns
+                first_card_top: r && Math.round(r.top), card_height: r && Math.round(r.height), columns: columns,
+                cards_per_screen: r ? columns * Math.floor((h - r.top + 12) / (r.height + 12)) : 0,
+                first_card_text: first ? first.innerText.replace(/\\s+/g, ' ').slice(0, 200) : null,
+                summary_visible: summary ? inside(summary) : null,
+                summary_text: summary ? summary.innerText.replace(/\\s+/g, ' ').slice(0, 300) : null};
+    }""", height)

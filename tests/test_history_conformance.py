@@ -114,6 +114,9 @@ def corpus():
 
 def test_add_is_idempotent_and_videos_round_trip(open_history, corpus):
     centres, recs = corpus
+    detail = {"confidence": 0.97, "n_feeds": 2, "multi_feed": True, "regions": [[0, 0, 720, 640], [0, 640, 720, 640]],
+              "evidence": {"seam": "horizontal"}}
+    recs[0].layout_detail = detail
     h = open_history()
     assert h.add_videos(recs) == [True] * 5
     assert h.add_video(recs[0]) is False
@@ -123,6 +126,8 @@ def test_add_is_idempotent_and_videos_round_trip(open_history, corpus):
     assert set(got) == {r.video_id for r in recs}
     v = got[recs[0].video_id]
     assert v.path == "/videos/game1.mp4" and v.layout == "vertical" and v.source == "chan-a"
+    # the detector's regions come back from every backend (the console draws them for any video)
+    assert v.layout_detail == detail and got[recs[1].video_id].layout_detail is None
     assert v.frame_count == 4 and v.uploaded_at == pytest.approx(T0) and "minecraft" in v.transcript
     st = h.stats()
     assert st["videos"] == 5 and st["frames"] == 20 and st["model_ids"] == [MODEL]

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from indexer.errors import SludgeError
+from ops.console.web import console_for
 from ops.hooks.asgi import BodyGuard, Guard, PageHeaders, error_response, install_error_handlers
 from ops.hooks.docs import install_docs
 from ops.hooks.errors import HooksError
@@ -74,22 +75,33 @@ def _install_domain_errors(api: FastAPI) -> None:
     """The project's typed errors as HTTP statuses: not found 404, a store down 503, other bad input 422."""
 
     @api.exception_handler(HooksError)
-    async def hooks_error(_request: Request, e: HooksError):
+    async def hooks_error(request: Request, e: HooksError):
+        if (console := console_for(request)) is not None:
+            return console.failure(request, e.status, str(e), code=e.code)
         return error_response(e.status, str(e), code=e.code, headers=e.headers)
 
     @api.exception_handler(SludgeError)
-    async def sludge_error(_request: Request, e: SludgeError):
+    async def sludge_error(request: Request, e: SludgeError):
+        console = console_for(request)
         if isinstance(e, NotFoundError):
-            return error_response(404, str(e), code="not_found")
-        if isinstance(e, StoreError):
+            status, code = 404, "not_found"
+        elif isinstance(e, StoreError):
+            if console is not None:
+                return console.store_down(request, e)
             return error_response(503, str(e), code="store_unavailable")
-        return error_response(422, str(e), code="bad_input")
+        else:
+            status, code = 422, "bad_input"
+        if console is not None:
+            return console.failure(request, status, str(e), code=code)
+        return error_response(status, str(e), code=code)
 
     try:
         import redis
 
         @api.exception_handler(redis.RedisError)
-        async def redis_error(_request: Request, e: Exception):
+        async def redis_error(request: Request, e: Exception):
+            if (console := console_for(request)) is not None:
+                return console.store_down(request, e)
             return error_response(503, f"Redis: {e}", code="unavailable")
     except ImportError:  # pragma: no cover - the serve extra brings redis
         pass

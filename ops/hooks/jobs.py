@@ -221,10 +221,13 @@ class JobQueue:
     def ack(self, entry_id: str) -> None:
         self.r.xack(self.k.stream, self.group, entry_id)
 
-    def recent_decisions(self, count: int = 50, after: str | None = None) -> list[dict[str, Any]]:
-        """The newest decisions first; ``after``: only those newer than that feed entry id."""
+    def recent_decisions(self, count: int = 50, after: str | None = None,
+                         before: str | None = None) -> list[dict[str, Any]]:
+        """The newest decisions first; ``after``: only those newer than that feed entry id; ``before``: only
+        those older (the next page)."""
         lo = "(" + after if after else "-"
-        return [{"entry": eid, **f} for eid, f in self.r.xrevrange(self.k("decisions"), max="+", min=lo,
+        hi = "(" + before if before else "+"
+        return [{"entry": eid, **f} for eid, f in self.r.xrevrange(self.k("decisions"), max=hi, min=lo,
                                                                   count=count)]
 
     def jobs_of_video(self, video_id: str) -> list[Job]:

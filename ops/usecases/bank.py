@@ -55,3 +55,26 @@ def add_exemplars(app: App, bank: ExemplarBank, items: list[tuple[Exemplar, np.n
         if new:
             created.append(p)
     return Added([bank.add(ex, vec, actor=actor) for ex, vec in items], created)
+
+
+@dataclass
+class ThresholdPreview:
+    """What moving a policy's threshold from ``old`` to ``new`` would change among scores already seen
+    (best-frame rule): how many would newly reach it (``up``) and how many would fall below (``down``)."""
+
+    old: float
+    new: float
+    scored: int
+    up: int
+    down: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"old": self.old, "new": self.new, "scored": self.scored, "up": self.up, "down": self.down}
+
+
+def threshold_preview(scores: list[float | None], old: float, new: float) -> ThresholdPreview:
+    """Flips among ``scores`` (None: the item never matched the policy, so no threshold flags it)."""
+    seen = [s for s in scores if s is not None]
+    up = sum(1 for s in seen if new <= s < old)
+    down = sum(1 for s in seen if old <= s < new)
+    return ThresholdPreview(old, new, len(seen), up, down)

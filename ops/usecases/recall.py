@@ -56,3 +56,18 @@ def recall_videos(app: App, vector: np.ndarray, *, history: FrameHistory | None 
     return history.recall(vector, limit=limit or rs.limit, min_score=min_score, where=where,
                           transcript=transcript, frames_per_video=rs.frames_per_video,
                           snippet_chars=rs.snippet_chars, num_candidates=num_candidates, k=k, search=search)
+
+
+def frame_vector(history: FrameHistory, video_id: str, ts: float) -> tuple[float, np.ndarray]:
+    """The stored embedding of a video's frame nearest ``ts`` ("search with this frame"): no model call,
+    and exactly the vector the history compares against. Returns (that frame's time, its vector)."""
+    best: tuple[float, np.ndarray] | None = None
+    for page in history.export_frames(HistoryFilter(video_ids=(video_id,))):
+        if not len(page.frame_ids):
+            continue
+        i = int(np.argmin(np.abs(page.ts - ts)))
+        if best is None or abs(page.ts[i] - ts) < abs(best[0] - ts):
+            best = (float(page.ts[i]), page.vectors[i])
+    if best is None:
+        raise QueryError(f"video {video_id[:12]} has no stored frames to search with")
+    return best

@@ -869,7 +869,7 @@ def _stored(d: dict) -> StoredVideo:
         transcript=d.get("transcript") or "", has_speech=bool(d.get("has_speech")), language=d.get("language"),
         model_id=d.get("model_id") or "", sampler=d.get("sampler") or "", indexed_at=_s(d.get("indexed_at")) or 0.0,
         uploaded_at=_s(d.get("uploaded_at")) or 0.0, layout=d.get("layout"), source=d.get("source"),
-        decision=d.get("decision"),
+        decision=d.get("decision"), layout_detail=d.get("layout_detail") or None,
     )
 
 

@@ -82,7 +82,7 @@ SCHEMA = [
 
 _VIDEO_COLS = (
     "video_id, path, duration, width, height, frame_count, transcript, has_speech, language, "
-    "model_id, sampler, indexed_at, uploaded_at, layout, source, decision"
+    "model_id, sampler, indexed_at, uploaded_at, layout, source, decision, layout_json"
 )
 
 
@@ -93,6 +93,7 @@ def _stored(row: sqlite3.Row) -> StoredVideo:
         has_speech=bool(row["has_speech"]), language=row["language"], model_id=row["model_id"],
         sampler=row["sampler"], indexed_at=row["indexed_at"], uploaded_at=row["uploaded_at"],
         layout=row["layout"], source=row["source"], decision=row["decision"],
+        layout_detail=json.loads(row["layout_json"]) if row["layout_json"] else None,
     )
 
 

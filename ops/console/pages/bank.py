@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+import re
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from indexer.errors import SludgeError
 from ops.console.web import Ctx, Refused, Signed, form_with_csrf, need, read_upload_image
-from ops.usecases.bank import add_exemplars, exemplars_for
+from ops.hooks.errors import HooksError
+from ops.usecases.bank import add_exemplars, exemplars_for, threshold_preview
+
+#: how far back a threshold preview looks (decisions, and sweep candidates per policy)
+RECENT = 500
 
 router = APIRouter(include_in_schema=False)
 
@@ -48,8 +52,8 @@ async def bank_add(request: Request, c: Ctx, s: Signed):
             if isinstance(up, UploadFile) and up.filename:
                 data = await up.read()
                 read_upload_image(data, up.filename)  # refuse non-images before keeping anything
-                keep = c.settings.data_dir / "exemplars" / (hashlib.sha256(data).hexdigest()
-                                                            + Path(up.filename).suffix.lower()[:6])
+                # one folder per content, the file under the name it was uploaded with (shown on the page)
+                keep = c.settings.data_dir / "exemplars" / hashlib.sha256(data).hexdigest() / _safe_name(up.filename)
                 keep.parent.mkdir(parents=True, exist_ok=True)
                 keep.write_bytes(data)
                 items = exemplars_for(c.app_ctx, policy, image=keep, note=note, added_by=actor, lock=c.model_lock)
@@ -63,6 +67,13 @@ async def bank_add(request: Request, c: Ctx, s: Signed):
     finally:
         await form.close()
     return RedirectResponse("/ui/bank", status_code=303)
+
+
+def _safe_name(filename: str) -> str:
+    """The upload's own file name, reduced to characters that are safe in any file system."""
+    name = re.sub(r"[^A-Za-z0-9._ -]+", "_", filename.replace("\\", "/").rsplit("/", 1)[-1]).strip(" .") or "image"
+    stem, dot, ext = name.rpartition(".")
+    return (stem[:80] + dot + ext[:8]) if dot else name[:80]
 
 
 @router.post("/ui/bank/exemplars/{exemplar_id}/{action}")
@@ -81,6 +92,30 @@ async def bank_change(request: Request, exemplar_id: str, action: str, c: Ctx, s
     except SludgeError as e:
         raise Refused(400, str(e)) from None
     return RedirectResponse("/ui/bank", status_code=303)
+
+
+@router.get("/ui/bank/policies/{name}/preview")
+def bank_policy_preview(name: str, c: Ctx, s: Signed, threshold: str = ""):
+    """How many recent decisions and sweep candidates of the policy a new threshold would flip."""
+    try:
+        new = float(threshold)
+    except ValueError:
+        raise Refused(400, f"threshold {threshold!r} is not a number") from None
+    try:
+        pol = c.stores.bank().require_policy(name)
+    except SludgeError as e:
+        raise Refused(404, str(e)) from None
+    decided = []
+    for entry in c.hooks.queue.recent_decisions(RECENT):
+        try:
+            d = c.hooks.queue.get(entry["job"]).decision or {}
+        except HooksError:
+            continue
+        decided += [p.get("score") for p in d.get("policies", []) if p.get("policy") == name]
+    candidates = [cand.score for cand in c.stores.history().sweep_candidates(name, limit=RECENT)]
+    return JSONResponse({"policy": name, "recent": RECENT,
+                         "decisions": threshold_preview(decided, pol.threshold, new).to_dict(),
+                         "candidates": threshold_preview(candidates, pol.threshold, new).to_dict()})
 
 
 @router.post("/ui/bank/policies/{name}")
