@@ -209,11 +209,11 @@ class ExemplarBank(abc.ABC):
         """Every label, oldest first (optionally of one policy or one video)."""
 
     def latest_labels(self, policy: str | None = None) -> list[Label]:
-        """The label in force per (policy, video): the most recent."""
+        """The label in force per (policy, video): the most recent, unless that one retracts (then none)."""
         latest: dict[tuple[str, str], Label] = {}
         for lab in self.labels(policy):
             latest[(lab.policy, lab.video_id)] = lab
-        return list(latest.values())
+        return [lab for lab in latest.values() if lab.verdict != "retract"]
 
     @abc.abstractmethod
     def rebuild(self, model_id: str, dim: int, reembed: Reembed, *,

@@ -132,7 +132,9 @@ AUDIT_ACTIONS = (
     "exemplar.disable", "bank.rebuild", "label.confirm", "label.dismiss",
 )
 
-LABEL_VERDICTS = ("confirm", "dismiss")
+#: ``retract`` withdraws the reviewer's earlier label of the video for the policy (the console's Undo): labels
+#: stay append-only, and the pair then has no label in force
+LABEL_VERDICTS = ("confirm", "dismiss", "retract")
 
 
 @dataclass
@@ -147,7 +149,7 @@ class Label:
 
     policy: str
     video_id: str
-    verdict: Literal["confirm", "dismiss"]
+    verdict: Literal["confirm", "dismiss", "retract"]
     reviewer: str
     subject: str = "decision"  # what was judged: decision | candidate | recall
     score: float | None = None  # the policy's score for the video when it was judged

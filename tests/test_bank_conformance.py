@@ -302,3 +302,20 @@ def test_labels_are_kept_audited_and_superseded(make_bank):
     with pytest.raises(ConfigError):
         bank.add_label(Label("p", "not-a-hash", "confirm", "x"))
     assert len(make_bank().labels()) == 3  # reopened: still there
+
+
+def test_a_label_can_be_retracted_and_then_none_is_in_force(make_bank):
+    """The console's Undo: labels stay append-only; a retraction supersedes, leaving no label in force."""
+    from search.types import Label
+
+    bank = make_bank()
+    bank.create_policy(Policy("p", 0.25))
+    vid = "c" * 64
+    bank.add_label(Label("p", vid, "confirm", "api:k1", subject="recall"))
+    bank.add_label(Label("p", vid, "retract", "api:k1", subject="recall"))
+    assert [lab.verdict for lab in bank.labels(video_id=vid)] == ["confirm", "retract"]
+    assert bank.latest_labels("p") == []
+    assert bank.audit(1, target="p")[0].action == "label.retract"
+    bank.add_label(Label("p", vid, "dismiss", "api:k1"))
+    assert [lab.verdict for lab in bank.latest_labels("p")] == ["dismiss"]
+

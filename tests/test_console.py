@@ -365,6 +365,14 @@ def test_the_console_in_a_real_browser(console, tmp_path):
             assert not card.is_visible()
             page.uncheck(".hide-reviewed")
             assert card.is_visible()
+            # Undo (`u`, or the button): a retraction, after which no label is in force; then label again
+            card.focus()  # keys typed into a form control are the control's
+            page.keyboard.press("u")
+            card.locator(".label-status", has_text="undone").wait_for()
+            assert card.get_attribute("data-label") is None
+            card.focus()
+            page.keyboard.press("c")
+            card.locator(".label-status", has_text="confirmed").wait_for()
             page.screenshot(path=str(ARTIFACTS / "console-sweeps.png"), full_page=True)
             assert outside == [], f"the page reached outside the app: {outside[:5]}"
         finally:

@@ -286,3 +286,26 @@ def test_empty_record_is_refused(tmp_path):
     r.frames = []
     with LocalHistory(tmp_path) as h, pytest.raises(StoreError, match="no frames"):
         h.add_video(r)
+
+
+def test_a_bank_made_before_retraction_is_migrated_in_place(tmp_path):
+    """Labels of a bank whose labels table only admitted confirm/dismiss survive; retract then works."""
+    import sqlite3
+
+    from search.types import Label
+
+    with LocalBank(tmp_path / "bank") as b:
+        b.create_policy(Policy("p", 0.25))
+        b.add_label(Label("p", "a" * 64, "confirm", "r1"))
+    db = sqlite3.connect(tmp_path / "bank" / "bank.sqlite3")
+    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'labels'").fetchone()
+    db.executescript(  # the table as older versions made it
+        "DROP TRIGGER labels_no_update; ALTER TABLE labels RENAME TO l0; "
+        + sql.replace(", 'retract'", "") + "; INSERT INTO labels SELECT * FROM l0; DROP TABLE l0;")
+    db.close()
+    with LocalBank(tmp_path / "bank") as b:
+        assert [lab.verdict for lab in b.labels()] == ["confirm"]
+        b.add_label(Label("p", "a" * 64, "retract", "r1"))
+        assert b.latest_labels("p") == []
+        with pytest.raises(Exception, match="append-only"):  # the trigger came back with the table
+            b.conn.execute("UPDATE labels SET note = 'x'")

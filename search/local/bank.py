@@ -85,7 +85,7 @@ SCHEMA = [
         label_id TEXT NOT NULL UNIQUE,
         policy TEXT NOT NULL REFERENCES policies(name),
         video_id TEXT NOT NULL,
-        verdict TEXT NOT NULL CHECK (verdict IN ('confirm', 'dismiss')),
+        verdict TEXT NOT NULL CHECK (verdict IN ('confirm', 'dismiss', 'retract')),
         reviewer TEXT NOT NULL,
         subject TEXT NOT NULL,
         score REAL, path TEXT, note TEXT NOT NULL DEFAULT '',
@@ -99,6 +99,27 @@ SCHEMA = [
     """CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
 ]
+
+def _allow_retract(conn) -> None:
+    """Banks made before labels could be retracted: the labels table's CHECK admits 'retract' after this.
+
+    SQLite cannot change a CHECK constraint in place, so the table is rebuilt under the current schema in
+    one transaction (the rows, their order and the append-only trigger kept)."""
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'labels'").fetchone()
+    if row is None or "'retract'" in row[0]:
+        return
+    create = next(s for s in SCHEMA if "CREATE TABLE IF NOT EXISTS labels" in s)
+    after = [s for s in SCHEMA if "ON labels" in s]  # its index and trigger
+    with transaction(conn):
+        conn.execute("DROP TRIGGER IF EXISTS labels_no_update")
+        conn.execute("DROP INDEX IF EXISTS labels_video")
+        conn.execute("ALTER TABLE labels RENAME TO labels_before_retract")
+        conn.execute(create)
+        conn.execute("INSERT INTO labels SELECT * FROM labels_before_retract")
+        conn.execute("DROP TABLE labels_before_retract")
+        for stmt in after:
+            conn.execute(stmt)
+
 
 _COLS = (
     "exemplar_id, policy, kind, source, content_hash, note, added_by, added_at, enabled, "
@@ -141,6 +162,7 @@ class LocalBank(GuardedStore, ExemplarBank):
         self.directory = Path(directory)
         self.conn = connect(self.directory / "bank.sqlite3")
         ensure_schema(self.conn, SCHEMA)
+        _allow_retract(self.conn)
         self._guard = ModelGuard(self.conn, "exemplar bank", self.directory)
         self._guard.check(model_id, dim)
         self._want_model, self._want_dim = model_id, dim

@@ -139,7 +139,7 @@ def _results(request: Request, c: Console, s: Session, vec, query_text: str, par
         sv = videos.get(h.video_id)
         cards.append({"hit": h, "frames": frames, "decision": sv.decision if sv else None,
                       "name": c.display_name(h.video_id, h.path),
-                      "label": labels[-1] if labels else None})
+                      "label": labels[-1] if labels and labels[-1].verdict != "retract" else None})
     base = {k: v for k, v in params.items() if k != "page" and v}
     return c.page(request, "recall.html", s, query=query_text, params=params, cards=cards, page=pg,
                   more=len(hits) == PER_PAGE * (pg + 1),

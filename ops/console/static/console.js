@@ -58,6 +58,32 @@
     status.setAttribute("role", ok ? "status" : "alert");  // a failure is announced at once
   }
 
+  var lastLabelled = null;  // the form of the last label made on this page: `u` undoes it
+
+  function undoButton(form, status) {
+    var b = document.createElement("button");
+    b.type = "button"; b.className = "undo"; b.textContent = "Undo";
+    b.addEventListener("click", function () { undo(form); });
+    status.appendChild(document.createTextNode(" "));
+    status.appendChild(b);
+  }
+
+  function undo(form) {
+    var status = form.querySelector(".label-status");
+    var data = new FormData(form);
+    data.set("verdict", "retract");
+    return fetch(form.action, {method: "POST", body: data, credentials: "same-origin",
+                               headers: {"Accept": "application/json", "X-CSRF-Token": csrf}})
+      .then(function (r) { return r.json().then(function (j) { return [r.ok, j]; }); })
+      .then(function (res) {
+        say(status, res[0], res[0] ? "undone: no label in force" : "undo failed: " + res[1].error.message);
+        var card = form.closest(".card");
+        if (card && res[0]) { card.removeAttribute("data-label"); progress(); }
+        if (res[0] && lastLabelled === form) lastLabelled = null;
+      })
+      .catch(function (e) { say(status, false, "undo failed: " + e); });
+  }
+
   function sendLabel(form, verdict) {
     var data = new FormData(form);
     data.set("verdict", verdict);
@@ -74,6 +100,7 @@
       .then(function (res) {
         say(status, res[0], res[0] ? (verdict === "confirm" ? "confirmed ✓" : "dismissed ✓") + " under " + data.get("policy")
                                    : "failed: " + res[1].error.message);
+        if (res[0] && status) { undoButton(form, status); lastLabelled = form; }
         var card = form.closest(".card");
         if (card && res[0]) {
           card.setAttribute("data-label", verdict);
@@ -115,6 +142,9 @@
           window.location.href = list[i].getAttribute("data-href");
           ev.preventDefault();
         }
+        return;
+      case "u":
+        if (lastLabelled) { undo(lastLabelled); ev.preventDefault(); }
         return;
       case "c": case "d":
         if (i >= 0) {
