@@ -222,6 +222,7 @@ def test_a_store_that_does_not_answer_is_a_page_in_words(tmp_path_factory, redis
         with down.client(down.key("read")) as api:  # the API itself still names what is down, for operators
             r = api.post("/v1/recall", json={"query": "two feeds"})
             assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
+        in_the_browser_then_revoked(down)
     finally:
         down.stop()
 
@@ -383,6 +384,36 @@ def test_the_console_in_a_real_browser(console, tmp_path):
     mine = [r for r in rows if r["id"] == vid]
     assert mine and mine[0]["label"] is True and mine[0]["subject"] == "candidate"
     assert not [r for r in rows if r["subject"] == "recall"]  # the refused `c` on Recall wrote nothing
+
+
+def in_the_browser_then_revoked(stack) -> None:
+    """The same outage seen in Chromium (the message, the navigation, a retry that keeps the query), then
+    the reviewer's key revoked while the Decisions page is open: the live badge says it stopped, and why."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="install the dev extra (playwright)")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    key = stack.key("read")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport=WIDTHS["desktop"])
+            page.goto(stack.base + "/ui/login")
+            page.fill("#api_key", key)
+            page.click("form.login button[type=submit]")
+            page.wait_for_url("**/ui/recall")
+            page.goto(stack.base + "/ui/recall?q=two+feeds&layout=vertical")
+            assert page.locator("p.error[role=alert]", has_text="not answering").is_visible()
+            assert page.locator("header nav a", has_text="Decisions").is_visible()
+            assert "layout=vertical" in page.locator("a", has_text="Try again").get_attribute("href")
+            page.screenshot(path=str(ARTIFACTS / "console-store-down.png"), full_page=True)
+            page.goto(stack.base + "/ui/decisions")
+            assert page.locator(".live").inner_text() == "live"
+            assert stack.sludge("keys", "revoke", key.split("_")[1]).returncode == 0
+            page.locator(".live.error", has_text="session has ended").wait_for(timeout=15_000)
+            page.screenshot(path=str(ARTIFACTS / "console-feed-stopped.png"), full_page=True)
+        finally:
+            browser.close()
 
 
 AXE_JS = Path(os.environ.get("SLUDGE_AXE_JS") or
