@@ -164,7 +164,9 @@ def test_a_bad_filter_keeps_the_query_and_the_page(console):
         assert r.status_code == 400 and words in r.text, (bad, r.text[:300])
         assert 'value="two feeds"' in r.text and "<option selected>vertical</option>" in r.text  # kept
         assert "Sign out" in r.text  # inside the normal page, with its navigation
-    for path in ("/ui/sweeps?page=abc", "/ui/decisions?before=abc", "/ui/decisions/feed?after=x"):
+    bank_older = admin.get("/ui/bank", params={"audit_page": "1", "page": "1"})
+    assert bank_older.status_code == 200 and "← newer" in bank_older.text and "← previous exemplars" in bank_older.text
+    for path in ("/ui/sweeps?page=abc", "/ui/decisions?before=abc", "/ui/decisions/feed?after=x", "/ui/bank?page=-1"):
         r = admin.get(path)
         assert r.status_code == 400 and "Sign out" in r.text, path
     # a threshold preview: stacked-feeds flags everything at -1; at 2 every scored decision would fall below

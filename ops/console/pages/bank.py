@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
@@ -19,13 +20,44 @@ RECENT = 500
 router = APIRouter(include_in_schema=False)
 
 
+#: exemplars shown per policy, and audit entries, on one page of the Bank
+PER_BANK_PAGE = 60
+
+
+def _page_number(value: str | None, what: str) -> int:
+    try:
+        n = int(value or 0)
+        if n < 0:
+            raise ValueError
+        return n
+    except ValueError:
+        raise Refused(400, f"{what} {value!r} is not a page number (0, 1, 2, …)") from None
+
+
 @router.get("/ui/bank", response_class=HTMLResponse)
-def bank_page(request: Request, c: Ctx, s: Signed):
+def bank_page(request: Request, c: Ctx, s: Signed, page: str | None = None, audit_page: str | None = None):
+    """Policies with their exemplars (``PER_BANK_PAGE`` each, ``page`` for the next ones) and the audit log
+    (``audit_page``)."""
+    pg, apg = _page_number(page, "page"), _page_number(audit_page, "audit page")
     bank = c.stores.bank()
     pols = bank.list_policies()
-    by_policy = {p.name: bank.list(policy=p.name) for p in pols}
-    return c.page(request, "bank.html", s, policies=pols, by_policy=by_policy, audit=bank.audit(limit=60),
-                  default_threshold=c.settings.bank.default_threshold)
+    by_policy, more = {}, False
+    for p in pols:
+        items = bank.list(policy=p.name)
+        by_policy[p.name] = items[PER_BANK_PAGE * pg: PER_BANK_PAGE * (pg + 1)]
+        more = more or len(items) > PER_BANK_PAGE * (pg + 1)
+    audit = bank.audit(limit=PER_BANK_PAGE * (apg + 1) + 1)
+    older = len(audit) > PER_BANK_PAGE * (apg + 1)
+
+    def link(**q: int) -> str:
+        return "/ui/bank?" + urlencode({k: v for k, v in {"page": pg, "audit_page": apg, **q}.items() if v})
+
+    return c.page(request, "bank.html", s, policies=pols, by_policy=by_policy,
+                  audit=audit[PER_BANK_PAGE * apg: PER_BANK_PAGE * (apg + 1)],
+                  default_threshold=c.settings.bank.default_threshold, page=pg,
+                  prev_url=link(page=pg - 1) if pg > 0 else None, next_url=link(page=pg + 1) if more else None,
+                  audit_newer_url=link(audit_page=apg - 1) + "#audit" if apg > 0 else None,
+                  audit_older_url=link(audit_page=apg + 1) + "#audit" if older else None)
 
 
 @router.post("/ui/bank/exemplars")
