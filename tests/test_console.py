@@ -134,6 +134,9 @@ def test_bad_key_read_scope_csrf_and_traversal_are_refused(console):
     assert r.status_code == 206 and r.headers["content-type"].startswith("video/") and len(r.content) == 100
     assert httpx.get(f"{console.base}/ui/videos/{vid}/media").status_code == 303  # no session: sign in
     assert admin.get(f"/ui/videos/{'0' * 64}/media").status_code == 404
+    # a favicon, served like the rest of the console's static files
+    assert '<link rel="icon" href="/ui/static/favicon.svg"' in admin.get("/ui/bank").text
+    assert admin.get("/ui/static/favicon.svg").headers["content-type"].startswith("image/svg+xml")
     # the Decisions table shows each video's first frame
     assert re.search(r'<td class="thumb"><img src="/ui/thumbs/[0-9a-f]{64}/', admin.get("/ui/decisions").text)
 
@@ -352,6 +355,13 @@ def test_the_console_in_a_real_browser(console, tmp_path):
                                      "tr.querySelector('td.policies').textContent.split(', ')[0], tr.querySelector('.policy-select')"
                                      ".value])"):
                 assert row[1] == row[0], row  # the first matched policy, or '' (choose) when none matched
+            # after a label the focus moves on to the next item still to label
+            rows = page.locator("#decisions tbody tr.card")
+            rows.nth(0).focus()
+            page.keyboard.press("c")
+            rows.nth(0).locator(".label-status", has_text="confirmed").wait_for()
+            assert page.evaluate("() => document.activeElement === "
+                                 "document.querySelectorAll('#decisions tbody tr.card')[1]")
             page.screenshot(path=str(ARTIFACTS / "console-decisions.png"), full_page=True)
 
             # Sweeps: confirm a candidate with the keyboard shortcut.
