@@ -74,6 +74,17 @@ def audit_change(entry: Any) -> str:
     return ""
 
 
+def page_number(value: str | None) -> int:
+    """A page parameter (0 when absent); ValueError, in words, for anything else."""
+    try:
+        n = int(value or 0)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise ValueError(f"page {value!r} is not a page number (0, 1, 2, …)")
+    return n
+
+
 def fmt_time(ts: float | None) -> str:
     if not ts:
         return ""

@@ -10,8 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from indexer.errors import SludgeError
-from ops.console.web import Ctx, Refused, Signed, form_with_csrf, need, read_upload_image
-from ops.hooks.errors import HooksError
+from ops.console.web import Ctx, Refused, Signed, form_with_csrf, need, page_number, read_upload_image
 from ops.usecases.bank import add_exemplars, exemplars_for, threshold_preview
 
 #: how far back a threshold preview looks (decisions, and sweep candidates per policy)
@@ -26,12 +25,9 @@ PER_BANK_PAGE = 60
 
 def _page_number(value: str | None, what: str) -> int:
     try:
-        n = int(value or 0)
-        if n < 0:
-            raise ValueError
-        return n
-    except ValueError:
-        raise Refused(400, f"{what} {value!r} is not a page number (0, 1, 2, …)") from None
+        return page_number(value)
+    except ValueError as e:
+        raise Refused(400, f"{e} ({what})") from None
 
 
 @router.get("/ui/bank", response_class=HTMLResponse)
@@ -137,13 +133,10 @@ def bank_policy_preview(name: str, c: Ctx, s: Signed, threshold: str = ""):
         pol = c.stores.bank().require_policy(name)
     except SludgeError as e:
         raise Refused(404, str(e)) from None
-    decided = []
-    for entry in c.hooks.queue.recent_decisions(RECENT):
-        try:
-            d = c.hooks.queue.get(entry["job"]).decision or {}
-        except HooksError:
-            continue
-        decided += [p.get("score") for p in d.get("policies", []) if p.get("policy") == name]
+    queue = c.hooks.queue
+    jobs = queue.get_many([e["job"] for e in queue.recent_decisions(RECENT)])
+    decided = [p.get("score") for job in jobs.values() for p in (job.decision or {}).get("policies", [])
+               if p.get("policy") == name]
     candidates = [cand.score for cand in c.stores.history().sweep_candidates(name, limit=RECENT)]
     return JSONResponse({"policy": name, "recent": RECENT,
                          "decisions": threshold_preview(decided, pol.threshold, new).to_dict(),

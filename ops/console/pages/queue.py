@@ -8,8 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from indexer.thumbs import list_thumbnails
-from ops.console.web import Console, Ctx, Refused, Signed, fmt_time
-from ops.hooks.errors import HooksError
+from ops.console.web import Console, Ctx, Refused, Signed, fmt_time, page_number
 
 router = APIRouter(include_in_schema=False)
 
@@ -45,11 +44,9 @@ def decisions_feed(c: Ctx, s: Signed, after: str | None = None):
 def sweeps_page(request: Request, c: Ctx, s: Signed, page: str | None = None):
     """Each policy's sweep candidates, best first, ``PAGE`` at a time."""
     try:
-        pg = int(page or 0)
-        if pg < 0:
-            raise ValueError
-    except ValueError:
-        raise Refused(400, f"page {page!r} is not a page number (0, 1, 2, …)") from None
+        pg = page_number(page)
+    except ValueError as e:
+        raise Refused(400, str(e)) from None
     hist = c.stores.history()
     out = []
     more = False
@@ -75,18 +72,19 @@ def sweeps_page(request: Request, c: Ctx, s: Signed, page: str | None = None):
 
 
 def _decision_rows(c: Console, entries: list[dict]) -> list[dict]:
+    jobs = c.hooks.queue.get_many([e["job"] for e in entries])
     rows = []
     for e in entries:
-        try:
-            job = c.hooks.queue.get(e["job"])
-        except HooksError:
+        job = jobs.get(e["job"])
+        if job is None:  # expired meanwhile
             continue
         d = job.decision or {}
         thumbs = list_thumbnails(c.troot, job.video_id) if job.video_id else []
-        rows.append({"thumb": f"/ui/thumbs/{job.video_id}/{thumbs[0][1]}" if thumbs else None,"entry": e["entry"], "job": job.job_id, "video_id": job.video_id, "decision": d.get(
-            "decision"), "reason": d.get("reason", ""), "stage": d.get("stage"),
-            "policies": d.get("matched_policies", []), "at": d.get("decided_at"),
-            "layout": (d.get("layout") or {}).get("layout"), "name": job.source.get("filename") or
-            Path(job.source.get("path") or job.source.get("url") or "").name,
+        rows.append({
+            "thumb": f"/ui/thumbs/{job.video_id}/{thumbs[0][1]}" if thumbs else None,
+            "entry": e["entry"], "job": job.job_id, "video_id": job.video_id, "decision": d.get("decision"),
+            "reason": d.get("reason", ""), "stage": d.get("stage"), "policies": d.get("matched_policies", []),
+            "at": d.get("decided_at"), "layout": (d.get("layout") or {}).get("layout"),
+            "name": job.source.get("filename") or Path(job.source.get("path") or job.source.get("url") or "").name,
             "scores": {p["policy"]: p.get("score") for p in d.get("policies", [])}})
     return rows

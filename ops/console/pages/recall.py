@@ -19,6 +19,7 @@ from ops.console.web import (
     Ctx,
     Signed,
     form_with_csrf,
+    page_number,
     read_upload_image,
 )
 from ops.usecases.recall import embed_queries, frame_vector, recall_videos
@@ -105,11 +106,9 @@ def _results(request: Request, c: Console, s: Session, vec, query_text: str, par
     from search.history import HistoryFilter
 
     try:
-        pg = int(params.get("page") or 0)
-        if pg < 0:
-            raise ValueError(f"page {pg} is before the first")
-    except ValueError:
-        return _form(request, c, s, params, error=f"page {params.get('page')!r} is not a page number (0, 1, 2, …)")
+        pg = page_number(params.get("page"))
+    except ValueError as e:
+        return _form(request, c, s, params, error=str(e))
     try:
         since = parse_time(params["since"]) if params.get("since") else None
         until = parse_time(params["until"]) if params.get("until") else None
