@@ -47,6 +47,9 @@ class Bench:
 BENCHES = [
     Bench("encode", "encode.py", "encoder images/s per backend and precision (batch 1 and 16)",
           quick=["--seconds", "0.5", "--backends", "torch,openvino-fp32"], timeout_s=1800),
+    Bench("finetune", "finetune.py", "contrastive fine-tuning: training pairs/s, frozen-image phase vs joint",
+          args=["--models", "sludge-tiny,ViT-B-32", "--pairs", "256"],
+          quick=["--pairs", "32", "--batch-size", "16", "--epochs", "2"], timeout_s=1800),
     Bench("ingest", "ingest.py", "end-to-end ingest, overlapped vs sequential pipeline",
           quick=["--limit", "3"], timeout_s=3600),
     Bench("layout", "layout.py", "layout analysis videos/min on 30 s 720p videos",

@@ -109,6 +109,14 @@ def video_exemplars(encoder: Encoder, sampler: Sampler, policy: str, path: str |
 _FRAME_SOURCE = re.compile(r"^(?P<path>.+)@(?P<ts>\d+(?:\.\d+)?)s$")
 
 
+def frame_source(source: str) -> tuple[str, float]:
+    """The video and time a frame exemplar's source ``PATH@Ts`` names."""
+    m = _FRAME_SOURCE.match(source)
+    if not m:
+        raise MediaError(source, "frame exemplar source is not 'PATH@Ts'; cannot decode it again")
+    return m.group("path"), float(m.group("ts"))
+
+
 def reembed(encoder: Encoder, ex: Exemplar) -> np.ndarray:
     """A new vector for an existing exemplar from its source (import from another model, rebuild).
 
@@ -120,16 +128,13 @@ def reembed(encoder: Encoder, ex: Exemplar) -> np.ndarray:
         return encoder.embed_texts([ex.source])[0]
     if ex.kind == "image":
         return encoder.embed_images([read_image(ex.source)])[0]
-    m = _FRAME_SOURCE.match(ex.source)
-    if not m:
-        raise MediaError(ex.source, "frame exemplar source is not 'PATH@Ts'; cannot decode it again")
+    path, ts = frame_source(ex.source)
     from indexer.video import VideoReader
 
-    path = m.group("path")
     if not Path(path).is_file():
         raise MediaError(path, f"video of frame exemplar {ex.exemplar_id} is gone; cannot re-embed it")
     with VideoReader(path) as reader:
-        frames = reader.frames_at([float(m.group("ts"))])
+        frames = reader.frames_at([ts])
     if not frames:
-        raise MediaError(path, f"no frame at {m.group('ts')} s for exemplar {ex.exemplar_id}")
+        raise MediaError(path, f"no frame at {ts} s for exemplar {ex.exemplar_id}")
     return encoder.embed_images([frames[0].image])[0]

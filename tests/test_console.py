@@ -256,6 +256,20 @@ def test_labels_feed_calibration_and_the_training_export(console):
     rows = {row.id: row for row in load_manifest(out)}
     assert rows[a["video_id"]].label is True and rows[b["video_id"]].label is False
     assert Path(rows[a["video_id"]].path).is_file()
+    # The same labels as image-text pairs for the encoder: the confirmed video's frames, the policy's texts.
+    pairs_out = console.tmp / "pairs.jsonl"
+    r = console.sludge("labels", "export", "--policy", "stacked-feeds", "--pairs", "--frames", "3",
+                       "--out", str(pairs_out))
+    assert r.returncode == 0, r.stderr
+    pairs = [json.loads(line) for line in pairs_out.read_text().splitlines()]
+    texts = {p["text"] for p in pairs}
+    assert pairs and {p["group"] for p in pairs} == {f"video:{a['video_id']}"}
+    assert len(pairs) == 3 * len(texts) and len({p["ts"] for p in pairs}) == 3
+    assert {p["policy"] for p in pairs} == {"stacked-feeds"} and len({p["split"] for p in pairs}) == 1
+    from indexer.encoders.pairs import load_pictures, read_pairs
+
+    back, errors = read_pairs(pairs_out)  # paths are relative to the pairs file, and decode
+    assert not errors and len(load_pictures(back)[0]) == 3 and not load_pictures(back)[1]
 
 
 def test_the_console_in_a_real_browser(console, tmp_path):

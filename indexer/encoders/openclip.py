@@ -23,6 +23,27 @@ from indexer.errors import EncoderError, WeightsUnavailableError
 
 log = logging.getLogger(__name__)
 
+#: Architectures kept in this repository (open_clip JSON model configs), e.g. ``sludge-tiny``: small
+#: enough to train from scratch on a CPU where no pretrained weights can be had.
+CONFIG_DIR = Path(__file__).with_name("configs")
+#: What a fine-tuned model folder holds (open_clip's own ``local-dir:`` layout).
+CHECKPOINT_CONFIG = "open_clip_config.json"
+_registered = False
+
+
+def register_configs() -> None:
+    """Make the repository's architectures known to open_clip (once per process)."""
+    global _registered
+    if not _registered:
+        import open_clip
+
+        open_clip.add_model_config(CONFIG_DIR)
+        _registered = True
+
+
+def is_checkpoint_dir(pretrained: str | None) -> bool:
+    return bool(pretrained) and (Path(pretrained).expanduser() / CHECKPOINT_CONFIG).is_file()
+
 
 class OpenClipEncoder(Encoder):
     def __init__(
@@ -40,6 +61,7 @@ class OpenClipEncoder(Encoder):
     ) -> None:
         import open_clip
 
+        register_configs()
         if threads:
             torch.set_num_threads(threads)
         self.batch_size = batch_size
@@ -61,10 +83,15 @@ class OpenClipEncoder(Encoder):
         except RuntimeError as e:
             raise EncoderError(f"open_clip could not build {model!r}: {e}") from None
         self.random_weights = random_weights
+        self.pretrained = None if random_weights else pretrained
         self._model.eval()
-        self._tokenizer = open_clip.get_tokenizer(model)
+        checkpoint = not random_weights and is_checkpoint_dir(pretrained)
+        if checkpoint:
+            model = checkpoint_architecture(pretrained) or model
+        self.model_name = model
+        self._tokenizer = open_clip.get_tokenizer(_local_dir(pretrained) if checkpoint else model)
         self.max_text_tokens = getattr(self._tokenizer, "context_length", None)
-        tag = f"random-seed{seed}" if random_weights else _tag_id(pretrained)
+        tag = f"random-seed{seed}" if random_weights else tag_id(pretrained)
         self.model_id = f"open_clip/{model}/{tag}"
         with torch.inference_mode():
             self.dim = int(self._model.encode_text(self._tokenizer(["x"]).to(self.device)).shape[-1])
@@ -89,6 +116,13 @@ class OpenClipEncoder(Encoder):
                 f"no pretrained weights named for {model}; set encoder.pretrained to an open_clip "
                 "tag or a checkpoint path, or set encoder.random_weights for offline tests"
             )
+        if is_checkpoint_dir(pretrained):
+            try:
+                m, _, pre = open_clip.create_model_and_transforms(_local_dir(pretrained), **kwargs)
+            except (RuntimeError, OSError, ValueError, KeyError) as e:
+                raise EncoderError(f"the checkpoint folder {pretrained} does not load: "
+                                   f"{' '.join(str(e).split())[:300]}") from None
+            return m, pre
         is_path = Path(pretrained).expanduser().exists()
         if not is_path and pretrained not in open_clip.list_pretrained_tags_by_model(model):
             raise WeightsUnavailableError(
@@ -107,6 +141,20 @@ class OpenClipEncoder(Encoder):
                 "put the checkpoint file on disk and set encoder.pretrained to its path"
             ) from None
         return m, pre
+
+    # The pieces fine-tuning trains and saves (indexer.encoders.finetune): the same model, preprocessing
+    # and tokenizer that embed, so a trained model embeds exactly as it was measured.
+    @property
+    def model(self) -> torch.nn.Module:
+        return self._model
+
+    @property
+    def preprocess(self):
+        return self._preprocess
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
 
     def embed_images(self, images: Sequence[ImageLike]) -> np.ndarray:
         if len(images) == 0:
@@ -139,8 +187,36 @@ class OpenClipEncoder(Encoder):
         return len(enc(text)) + 2  # start and end tokens
 
 
-def _tag_id(pretrained: str | None) -> str:
-    """A stable id part: tags as they are, files by content (paths differ between machines)."""
+def _local_dir(pretrained: str) -> str:
+    return f"local-dir:{Path(pretrained).expanduser().resolve()}"
+
+
+def checkpoint_weights(folder: str | Path) -> Path | None:
+    """The weights file of a checkpoint folder, in open_clip's order of preference."""
+    for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+        if (Path(folder).expanduser() / name).is_file():
+            return Path(folder).expanduser() / name
+    return None
+
+
+def checkpoint_architecture(folder: str | Path) -> str | None:
+    """The architecture a checkpoint folder says it is (written by ``sludge encoder finetune``)."""
+    import json
+
+    try:
+        cfg = json.loads((Path(folder).expanduser() / CHECKPOINT_CONFIG).read_text())
+    except (OSError, ValueError):
+        return None
+    return (cfg.get("sludge") or {}).get("architecture")
+
+
+def tag_id(pretrained: str | None) -> str:
+    """A stable id part: tags as they are, files and checkpoint folders by content (paths differ
+    between machines, and a folder retrained in place must not keep its old id)."""
+    if pretrained and is_checkpoint_dir(pretrained):
+        weights = checkpoint_weights(pretrained)
+        digest = file_sha256(weights)[:12] if weights else "noweights"
+        return f"file:{Path(pretrained).expanduser().resolve().name}:{digest}"
     if pretrained and Path(pretrained).expanduser().is_file():
         p = Path(pretrained).expanduser()
         return f"file:{p.name}:{file_sha256(p)[:12]}"

@@ -104,8 +104,11 @@ def eval_layout_cmd(directory: str, labels: str | None, resamples: int, seed: in
 @click.option("--families", default=None,
               help="Comma-separated families to draw from (default: all; see ops/synthetic/randomized.py).")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--max-duration", type=click.FloatRange(1.0, 600.0), default=None,
+              help="Cut every video to at most this many seconds (same compositions, faster): for image-text "
+                   "pair sets (`sludge encoder pairs --from-set`), not for layout evaluation.")
 def build_layout_set_cmd(out_dir: str, media_dir: str | None, pool: str, count: int, seed: int,
-                         families: str | None, workers: int) -> None:
+                         families: str | None, workers: int, max_duration: float | None) -> None:
     """Build a randomized layout set (ops/synthetic/randomized.py) into OUT_DIR: the videos, labels.csv
     (path, layout, family, …) and manifest.json (each video's full specification and ground truth)."""
     from ops.synthetic.randomized import FAMILIES, build_set
@@ -118,7 +121,7 @@ def build_layout_set_cmd(out_dir: str, media_dir: str | None, pool: str, count: 
     if not media.is_dir():
         out_console.print(f"note: {media} not found: only generated sources (no real clips or images)")
         media = None
-    labels = build_set(out_dir, media, count, seed, pool, fams, workers=workers,
+    labels = build_set(out_dir, media, count, seed, pool, fams, workers=workers, max_duration=max_duration,
                        log=lambda m: out_console.print(m, soft_wrap=True))
     out_console.print(f"wrote {labels}")
 

@@ -80,6 +80,7 @@ def _register() -> None:
         classify,
         composite,
         config_cmd,
+        encoder,
         evaluate,
         history,
         hooks,
@@ -96,7 +97,7 @@ def _register() -> None:
         transcribe,
     )
 
-    modules = (bank, check, classifier_cmd, classify, composite, config_cmd, evaluate, history, hooks, index, keys,
+    modules = (bank, check, classifier_cmd, classify, composite, config_cmd, encoder, evaluate, history, hooks, index, keys,
                labels, layout, policy, recall, retention, serve, services, sweep, transcribe)
     for module in modules:
         for command in module.COMMANDS:

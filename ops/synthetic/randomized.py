@@ -610,16 +610,25 @@ def render(spec: Spec, out: Path, *, timeout: float = 300.0) -> None:
 # ------------------------------------------------------------------------------------ sets
 
 def plan_set(n: int, seed: int, pool: list[Source], pool_name: str = "dev",
-             families: tuple[str, ...] = FAMILIES) -> list[Spec]:
-    """``n`` specifications, families drawn by :data:`WEIGHTS` (deterministic in seed)."""
+             families: tuple[str, ...] = FAMILIES, max_duration: float | None = None) -> list[Spec]:
+    """``n`` specifications, families drawn by :data:`WEIGHTS` (deterministic in seed).
+
+    ``max_duration`` cuts each video short after everything else is drawn (the same compositions,
+    rendered faster): for sets whose frames matter and whose length does not (image-text pairs).
+    """
     rng = random.Random(f"layout-randomized-families:{seed}")
     fams = list(families)
     picks = rng.choices(fams, weights=[WEIGHTS[f] for f in fams], k=n)
-    return [draw_spec(seed, i, f, pool, pool_name) for i, f in enumerate(picks)]
+    specs = [draw_spec(seed, i, f, pool, pool_name) for i, f in enumerate(picks)]
+    if max_duration is not None:
+        for s in specs:
+            s.duration = min(s.duration, max_duration)
+    return specs
 
 
 def build_set(out_dir: str | Path, media_dir: str | Path | None, n: int = 300, seed: int = 0,
-              pool: str = "dev", families: tuple[str, ...] = FAMILIES, log=print, workers: int = 1) -> Path:
+              pool: str = "dev", families: tuple[str, ...] = FAMILIES, log=print, workers: int = 1,
+              max_duration: float | None = None) -> Path:
     """Render a randomized set into ``out_dir`` with ``labels.csv`` and ``manifest.json``.
 
     Videos already there are kept (a rerun renders what is missing). A video ffmpeg cannot
@@ -628,7 +637,7 @@ def build_set(out_dir: str | Path, media_dir: str | Path | None, n: int = 300, s
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = source_pool(media_dir, pool)
-    specs = plan_set(n, seed, sources, pool, families)
+    specs = plan_set(n, seed, sources, pool, families, max_duration)
     failed: dict[str, str] = {}
 
     def one(spec: Spec) -> tuple[str, str | None]:
