@@ -109,8 +109,7 @@ def finetune_cmd(ctx: click.Context, pairs: tuple[str, ...], out: str, seed_tsv:
                  as_json: bool) -> None:
     """Fine-tune the encoder contrastively on the train split of PAIRS, keeping the epoch best on val.
 
-    Writes an open_clip checkpoint folder to --out; set encoder.pretrained to it to use it, and move the
-    stores to it with `sludge migrate`.
+    Writes an open_clip checkpoint folder to --out; set encoder.pretrained to it to use it.
     """
     from indexer.encoders.finetune import FinetuneConfig
     from ops.usecases import encoder as uc
@@ -155,8 +154,8 @@ def finetune_cmd(ctx: click.Context, pairs: tuple[str, ...], out: str, seed_tsv:
         return
     out_console.print(f"wrote [bold]{result.out}[/] ({result.model_id}); best epoch {result.best_epoch}, stopped by "
                       f"{result.stopped}, {result.pairs_per_s:.1f} training pairs/s")
-    out_console.print(f"use it: SLUDGE_ENCODER__PRETRAINED={result.out}; move the stores: "
-                      f"sludge migrate --model {result.out}")
+    out_console.print(f"use it: SLUDGE_ENCODER__PRETRAINED={result.out} (stores filled by another model refuse "
+                      "its vectors until their contents are embedded again with it)")
 
 
 def _cell(report, key: str) -> str:
