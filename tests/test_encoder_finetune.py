@@ -242,3 +242,28 @@ def test_generated_captions_say_the_layout_and_the_feeds_never_a_file_name(share
         caps = [o["text"] for o in s["overlays"] if o["kind"] == "caption"]
         assert all(f'"{c}"' in text for c in caps)
     assert len({caption(s) for s in specs}) > 80  # wordings and contents vary
+
+
+def test_bank_pairs_pair_each_picture_with_its_policy_texts(cli_env, clip_a):
+    from ops.cli.main import cli
+
+    runner = CliRunner()
+    img = cli_env / "shot.png"
+    _image((200, 30, 30), 3, size=64).save(img)
+    for args in (["--policy", "stacked", "--text", "two feeds stacked"], ["--policy", "stacked", "--image", str(img)],
+                 ["--policy", "stacked", "--video", str(clip_a), "--sampler", "uniform:2"],
+                 ["--policy", "lonely", "--image", str(img)]):
+        r = runner.invoke(cli, ["bank", "add", *args])
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["policy", "set", "stacked", "--description", "several unrelated feeds on one screen"])
+    assert r.exit_code == 0, r.output
+    out = cli_env / "bank_pairs.jsonl"
+    r = runner.invoke(cli, ["encoder", "pairs", str(out), "--from-bank"])
+    assert r.exit_code == 0, r.output
+    assert "lonely" in r.output and "no text exemplar or description" in r.output
+    pairs, errors = read_pairs(out)
+    assert not errors and {p.policy for p in pairs} == {"stacked"}
+    # 1 image + 2 frames, each with the text exemplar and the description
+    assert len(pairs) == 6 and {p.text for p in pairs} == {"two feeds stacked", "several unrelated feeds on one screen"}
+    assert sum(p.video is not None for p in pairs) == 4 and all(p.ts is not None for p in pairs if p.video)
+    assert len(load_pictures(pairs)[0]) == 3

@@ -59,6 +59,9 @@ def pairs_cmd(ctx: click.Context, out: str, sets: tuple[str, ...], from_bank: bo
         bank_pairs, errors = uc.pairs_from_bank(get_app(ctx), split)
         pairs += bank_pairs
     _say_errors(errors)
+    if not pairs:
+        err_console.print("[yellow]note:[/] no pairs: the sets hold no rendered videos and the bank no image or "
+                          "frame exemplar with a policy text to pair it with")
     n = write_pairs(assign_splits(pairs, seed=seed), out)
     table = Table(title=f"{n} pairs in {out}")
     for col in ("split", "pairs", "texts", "pictures", "sources"):
