@@ -61,6 +61,21 @@ def test_recall_counts_a_hit_when_any_partner_is_in_the_top_k():
     assert r.ci["i2t@1"][0] <= r.recall["i2t@1"] <= r.ci["i2t@1"][1]
 
 
+def test_batches_never_hold_a_text_or_a_picture_twice_and_use_every_pair():
+    from indexer.encoders.finetune import _batches
+
+    rng = np.random.default_rng(0)
+    texts = np.repeat(np.arange(40), 4)  # 40 captions, 4 frames each (as a generated set gives)
+    pictures = np.arange(160)
+    pictures[5] = pictures[6]  # one picture under two texts
+    batches = _batches(texts, pictures, 16, rng)
+    used = [i for b in batches for i in b]
+    assert sorted(used) == list(range(160))  # every pair once (no batch left with a single pair here)
+    for b in batches:
+        assert 2 <= len(b) <= 16
+        assert len(set(texts[b])) == len(b) and len(set(pictures[b])) == len(b)
+
+
 def test_pairs_file_reports_each_bad_line_and_keeps_the_rest(tmp_path):
     good = tmp_path / "a.png"
     _image((1, 2, 3), 0).save(good)
@@ -163,7 +178,6 @@ def test_finetune_learns_writes_a_checkpoint_that_loads_by_path(colour_pairs, tm
     assert result.history[0].phase == "text" and result.history[-1].phase == "joint"
     assert all(len(i["val"]) == 7 for e, i in events if e == "epoch")
     assert result.pairs_per_s > 0 and result.model_id.startswith("open_clip/sludge-tiny/file:tiny-ft:")
-    # Every batch held six different texts: one of each colour.
     assert (out / "open_clip_config.json").is_file() and (out / "open_clip_model.safetensors").is_file()
     meta = json.loads((out / "open_clip_config.json").read_text())["sludge"]
     assert meta["architecture"] == "sludge-tiny" and meta["base_model_id"] == "open_clip/sludge-tiny/random-seed0"

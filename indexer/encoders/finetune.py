@@ -22,12 +22,12 @@ how well it did is recorded under the config's ``sludge`` key.
 from __future__ import annotations
 
 import copy
-from contextlib import nullcontext
 import json
 import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,9 +136,10 @@ def _embed(model, tensors: _Tensors, device: torch.device, batch: int = 256) -> 
     return img.numpy(), txt.numpy()
 
 
-def validate(model, tensors: _Tensors, device: torch.device, model_id: str = "", resamples: int = 0) -> RetrievalReport:
+def validate(model, tensors: _Tensors, device: torch.device) -> RetrievalReport:
+    """Recall without intervals: early stopping compares the point figures epoch by epoch."""
     img, txt = _embed(model, tensors, device)
-    return recall_report(img, txt, tensors.links, model_id, resamples=resamples)
+    return recall_report(img, txt, tensors.links, resamples=0)
 
 
 def _param_groups(model, weight_decay: float) -> list[dict]:
@@ -155,7 +156,7 @@ def finetune(encoder: OpenClipEncoder, train: Sequence[Pair], val: Sequence[Pair
              out: str | Path, config: FinetuneConfig | None = None, *, overwrite: bool = False,
              progress: Progress = _no_progress) -> FinetuneResult:
     """Train ``encoder``'s model in place on ``train``, keep the epoch best on ``val``, write it to ``out``."""
-    from open_clip import ClipLoss, get_model_config, get_model_preprocess_cfg
+    from open_clip import ClipLoss, get_model_preprocess_cfg
     from open_clip_train.scheduler import cosine_lr
 
     cfg = config or FinetuneConfig()
@@ -167,7 +168,7 @@ def finetune(encoder: OpenClipEncoder, train: Sequence[Pair], val: Sequence[Pair
         raise PairError("train split", "fine-tuning needs at least two distinct texts and pictures to contrast")
     if not val:
         raise PairError("val split", "no validation pairs: early stopping and the best epoch need them")
-    model_cfg = _model_config(encoder, get_model_config)
+    model_cfg = _model_config(encoder)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     device = encoder.device
@@ -258,8 +259,10 @@ def _jitter(images: torch.Tensor, seed: int) -> torch.Tensor:
     return images * scale + shift
 
 
-def _model_config(encoder: OpenClipEncoder, get_model_config) -> dict:
+def _model_config(encoder: OpenClipEncoder) -> dict:
     """The architecture's open_clip config, for the saved folder to rebuild it without this repository."""
+    from open_clip import get_model_config
+
     pretrained = getattr(encoder, "pretrained", None)
     if pretrained and is_checkpoint_dir(pretrained):
         return json.loads((Path(pretrained).expanduser() / CHECKPOINT_CONFIG).read_text())["model_cfg"]

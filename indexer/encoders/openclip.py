@@ -9,6 +9,7 @@ so plainly). Production never falls back silently.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -201,8 +202,6 @@ def checkpoint_weights(folder: str | Path) -> Path | None:
 
 def checkpoint_architecture(folder: str | Path) -> str | None:
     """The architecture a checkpoint folder says it is (written by ``sludge encoder finetune``)."""
-    import json
-
     try:
         cfg = json.loads((Path(folder).expanduser() / CHECKPOINT_CONFIG).read_text())
     except (OSError, ValueError):

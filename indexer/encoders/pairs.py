@@ -25,7 +25,7 @@ import io
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -222,7 +222,7 @@ def assign_splits(pairs: Sequence[Pair], fractions: tuple[float, float, float] =
             h = hashlib.sha256(f"{seed}:{p.source}".encode()).digest()
             u = int.from_bytes(h[:8], "big") / 2**64
             split = "train" if u < lo else "val" if u < mid else "test"
-            p = Pair(**{**asdict(p), "split": split})
+            p = replace(p, split=split)
         out.append(p)
     return out
 

@@ -62,11 +62,12 @@ def pairs_cmd(ctx: click.Context, out: str, sets: tuple[str, ...], from_bank: bo
     if not pairs:
         err_console.print("[yellow]note:[/] no pairs: the sets hold no rendered videos and the bank no image or "
                           "frame exemplar with a policy text to pair it with")
-    n = write_pairs(assign_splits(pairs, seed=seed), out)
+    pairs = assign_splits(pairs, seed=seed)
+    n = write_pairs(pairs, out)
     table = Table(title=f"{n} pairs in {out}")
     for col in ("split", "pairs", "texts", "pictures", "sources"):
         table.add_column(col, justify="left" if col == "split" else "right")
-    for name, row in summarize(assign_splits(pairs, seed=seed)).items():
+    for name, row in summarize(pairs).items():
         table.add_row(name, *(str(row[k]) for k in ("pairs", "texts", "pictures", "sources")))
     out_console.print(table)
 
@@ -148,7 +149,7 @@ def finetune_cmd(ctx: click.Context, pairs: tuple[str, ...], out: str, seed_tsv:
                 err_console.print(f"epoch {info['epoch']:>3} {info['phase']:<5} loss {info['loss']:.3f}  val i2t@5 "
                                   f"{v['i2t@5']:.3f}  t2i@5 {v['t2i@5']:.3f}  {info['pairs_per_s']:.1f} pairs/s")
 
-        result = uc.finetune(app, ready, out, cfg, encoder=enc, overwrite=overwrite, progress=progress)
+        result = uc.finetune(ready, out, cfg, encoder=enc, overwrite=overwrite, progress=progress)
     doc = {"out": str(result.out), "model_id": result.model_id, "base_model_id": result.base_model_id,
            "best_epoch": result.best_epoch, "stopped": result.stopped, "pairs_per_s": round(result.pairs_per_s, 2),
            "val": result.history[result.best_epoch - 1].val if result.best_epoch else None}

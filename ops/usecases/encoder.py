@@ -8,7 +8,7 @@ checkpoint folder is named by path, as ``encoder.pretrained`` names it in produc
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +54,7 @@ def open_clip_encoder(app: App, *, model: str | None = None, pretrained: str | N
     rw = s.random_weights if random_weights is None else random_weights
     return OpenClipEncoder(model or s.model, pretrained if pretrained is not None else s.pretrained,
                            random_weights=rw and pretrained is None, seed=s.seed if seed is None else seed,
-                           image_resize_mode=s.image_resize_mode, batch_size=max(s.batch_size, 64),
+                           image_resize_mode=s.image_resize_mode, batch_size=s.batch_size,
                            threads=s.threads, device=s.device)
 
 
@@ -82,8 +82,11 @@ def prepare(pairs: Sequence[Pair], encoder: Any, splits: Sequence[str] | None = 
     errors: list[PairError] = []
     limit = getattr(encoder, "max_text_tokens", None)
     fitting = []
+    tokens: dict[str, int] = {}  # a caption is shared by every frame of its video: count it once
     for p in chosen:
-        n = encoder.count_tokens(p.text) if limit and hasattr(encoder, "count_tokens") else 0
+        if limit and hasattr(encoder, "count_tokens") and p.text not in tokens:
+            tokens[p.text] = encoder.count_tokens(p.text)
+        n = tokens.get(p.text, 0)
         if limit and n > limit:
             errors.append(PairError(p.where or p.picture, f"the text needs {n} tokens; the model reads at most "
                                                           f"{limit}, and would silently cut the rest"))
@@ -179,7 +182,7 @@ def pairs_from_labels(app: App, policy: str | None = None, frames: int = 4
     return out, errors
 
 
-def finetune(app: App, pairs: PairSet, out: str | Path, config: Any, *, encoder: OpenClipEncoder,
+def finetune(pairs: PairSet, out: str | Path, config: Any, *, encoder: OpenClipEncoder,
              overwrite: bool = False, progress=None):
     from indexer.encoders.finetune import finetune as run
 
@@ -197,7 +200,3 @@ def evaluate(encoders: Sequence[Any], pairs: PairSet, split: str | None, *, resa
     if not chosen:
         raise PairError(f"split {split}", "no pairs to evaluate on")
     return [score(e, chosen, pairs.pictures, resamples=resamples, seed=seed) for e in encoders]
-
-
-def with_split(pairs: Sequence[Pair], split: str) -> list[Pair]:
-    return [replace(p, split=split) for p in pairs]
