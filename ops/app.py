@@ -40,9 +40,31 @@ class App:
     def encoder(self) -> Encoder:
         from indexer.encoders.factory import create_encoder
 
-        s = self.settings.encoder
+        s = self.encoder_settings
         return create_encoder(s, openvino_cache=s.openvino_cache or self.settings.data_dir / "openvino",
                               limits=self.limits, status=err_console.status, on_loaded=_say_if_random)
+
+    @cached_property
+    def encoder_settings(self):
+        """The configured encoder, or the one the stores were migrated to (``sludge migrate``).
+
+        A switch moves every reader to the new model at once: where the configuration does not name a
+        model or weights itself, the encoder follows the history's active generation.
+        """
+        s = self.settings.encoder
+        if {"model", "pretrained"} & s.model_fields_set:
+            return s
+        from search.factory import read_registry
+
+        url = self.settings.es_url.get_secret_value() if self.settings.es_url is not None else None
+        reg = read_registry(es_url=url, elastic=self.settings.elastic, history_dir=self.settings.history_dir,
+                            outbox_dir=self.settings.data_dir / "outbox")
+        spec = reg.active.encoder if reg is not None else None
+        if not spec or (spec.get("model"), spec.get("pretrained")) == (s.model, s.pretrained):
+            return s
+        err_console.print(f"[dim]encoder: {spec.get('model')} {spec.get('pretrained')} (the stores were migrated "
+                          "to it; set encoder.model and encoder.pretrained to choose another)[/]")
+        return s.model_copy(update=spec)
 
     @cached_property
     def classifier(self):

@@ -341,6 +341,11 @@ class Settings(BaseSettings):
         return self.data_dir / "history"
 
     @property
+    def exemplars_dir(self) -> Path:
+        """Copies of exemplar pictures, one folder per content hash (the bank re-embeds them on a migration)."""
+        return self.data_dir / "exemplars"
+
+    @property
     def thumbs_dir(self) -> Path:
         return self.data_dir / "thumbs"
 

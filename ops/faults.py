@@ -14,7 +14,9 @@ Points: ``api.after_upload`` (the upload is on disk, the job not yet made),
 ``worker.after_start`` (a job marked processing), ``worker.before_decide``
 (the video indexed and matched, the decision not yet stored),
 ``worker.after_decide`` (the decision stored, webhooks not yet made nor the
-job acknowledged).
+job acknowledged), ``migrate.after_store`` (a batch of re-embedded videos stored in the new
+generation, the migration's cursor not yet moved past it), ``migrate.before_switch`` (the bank
+rebuilt for the new model, the history's registry not yet switched).
 """
 
 from __future__ import annotations

@@ -217,14 +217,25 @@ class ExemplarBank(abc.ABC):
 
     @abc.abstractmethod
     def rebuild(self, model_id: str, dim: int, reembed: Reembed, *,
-                actor: str | None = None) -> RebuildReport:
+                actor: str | None = None, keep_previous: bool = False, owner: str | None = None) -> RebuildReport:
         """Re-create the vectors (new encoder) or the index (new schema) and switch atomically.
 
         ``reembed(exemplar, old_vector)`` returns the new vector; ``old_vector``
         is None when the model changes. Queries keep answering from the old
         vectors until the new ones are complete; any failure leaves the bank
-        as it was.
+        as it was. ``keep_previous``: the old model's vectors stay (see :meth:`kept`)
+        so that a migration can be rolled back without embedding anything again;
+        a rebuild replaces what an earlier one kept. ``owner``: who may take over
+        the rebuild lock that a killed run of the same migration left behind.
         """
+
+    @abc.abstractmethod
+    def kept(self) -> tuple[str, int, dict[str, np.ndarray]] | None:
+        """(model id, dimension, vectors by exemplar id) kept by the last rebuild, or None."""
+
+    @abc.abstractmethod
+    def drop_kept(self, *, actor: str | None = None) -> None:
+        """Forget the vectors the last rebuild kept (``sludge migrate --finish``)."""
 
     @abc.abstractmethod
     def info(self) -> dict:

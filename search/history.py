@@ -215,6 +215,24 @@ class FrameHistory(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot export its embeddings")
         yield  # pragma: no cover - a generator
 
+    # -- generations (sludge migrate) ---------------------------------------------------
+    @abc.abstractmethod
+    def export_videos(self, after: str | None, limit: int, *,
+                      with_embeddings: bool = True) -> list[tuple[VideoRecord, str | None]]:
+        """Whole videos after video id ``after``, in video id order, each with its decision.
+
+        A migration copies a generation with this and resumes after the last video it copied;
+        frames come in time order (without embeddings: zero vectors of the stored dimension).
+        """
+
+    @abc.abstractmethod
+    def sweep_records(self) -> tuple[dict[str, dict], list[SweepCandidate]]:
+        """Every sweep's saved state by run id, and every candidate (copied to a new generation)."""
+
+    @abc.abstractmethod
+    def drop(self) -> None:
+        """Delete this generation's data for good (``sludge migrate --finish``); the store is closed."""
+
     # -- sweep records -------------------------------------------------------------
     @abc.abstractmethod
     def sweep_state(self, run_id: str) -> dict | None: ...

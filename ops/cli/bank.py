@@ -283,7 +283,7 @@ def bank_reindex(ctx: click.Context, actor: str | None) -> None:
     enc = app.encoder
 
     def fn(ex: Exemplar, old: np.ndarray | None) -> np.ndarray:
-        return old if old is not None else reembed(enc, ex)
+        return old if old is not None else reembed(enc, ex, app.settings.exemplars_dir)
 
     with err_console.status("rebuilding the bank …"):
         rep = bank.rebuild(enc.model_id, enc.dim, fn, actor=actor)
@@ -355,7 +355,7 @@ def bank_import(ctx: click.Context, path: str, actor: str | None) -> None:
                 v = np.asarray(vec, dtype=np.float32)
             else:
                 ex.model_id = enc.model_id
-                v = reembed(enc, ex)
+                v = reembed(enc, ex, app.settings.exemplars_dir)
                 reembedded += 1
             items.append((ex, v))
         except (SludgeError, KeyError, TypeError, ValueError) as e:

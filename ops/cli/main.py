@@ -88,6 +88,7 @@ def _register() -> None:
         keys,
         labels,
         layout,
+        migrate,
         policy,
         recall,
         retention,
@@ -98,7 +99,7 @@ def _register() -> None:
     )
 
     modules = (bank, check, classifier_cmd, classify, composite, config_cmd, encoder, evaluate, history, hooks, index, keys,
-               labels, layout, policy, recall, retention, serve, services, sweep, transcribe)
+               labels, layout, migrate, policy, recall, retention, serve, services, sweep, transcribe)
     for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)

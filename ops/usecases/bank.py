@@ -33,10 +33,11 @@ def exemplars_for(app: App, policy: str, *, text: str | None = None, image: str 
     with lock or nullcontext():
         if text is not None:
             return [text_exemplar(app.encoder, policy, text, note=note, added_by=added_by)]
+        keep = app.settings.exemplars_dir
         if image is not None:
-            return [image_exemplar(app.encoder, policy, image, note=note, added_by=added_by)]
+            return [image_exemplar(app.encoder, policy, image, note=note, added_by=added_by, keep_dir=keep)]
         return video_exemplars(app.encoder, app.sampler(sampler), policy, video, limits=app.limits, note=note,
-                               added_by=added_by)
+                               added_by=added_by, keep_dir=keep)
 
 
 @dataclass

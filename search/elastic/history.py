@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from indexer.errors import QueryError
-from indexer.records import VideoRecord
+from indexer.records import FrameRecord, Transcript, VideoRecord
 from search.elastic.outbox import Outbox
 from search.errors import ModelMismatchError, NotFoundError, StoreError
 from search.history import (
@@ -86,7 +86,7 @@ def _s(ms: Any) -> float | None:
 
 class ElasticHistory(FrameHistory):
     def __init__(self, url: str, settings: ElasticConfig, *, model_id: str | None, dim: int | None,
-                 outbox_dir: Path) -> None:
+                 outbox_dir: Path, prefix: str | None = None) -> None:
         try:
             from elasticsearch import Elasticsearch
         except ImportError:  # pragma: no cover - the es extra is part of the install
@@ -96,7 +96,7 @@ class ElasticHistory(FrameHistory):
         self._want_model, self._want_dim = model_id, dim
         self._model: str | None = None
         self._dim: int | None = None
-        p = settings.index_prefix
+        p = prefix or settings.index_prefix  # another generation (search/generations.py) has its own prefix
         self.alias = p
         self.template = f"{p}-frames"
         self.lifecycle = f"{p}-frames"  # ILM policy: rolls the write index over by size and age
@@ -758,6 +758,78 @@ class ElasticHistory(FrameHistory):
             frag = (h.get("highlight", {}).get("transcript") or [""])[0]
             out.append(TranscriptHit(h["_id"], float(h["_score"]), frag))
         return out
+
+    # -- generations ------------------------------------------------------------------------------
+    def export_videos(self, after: str | None, limit: int, *,
+                      with_embeddings: bool = True) -> list[tuple[VideoRecord, str | None]]:
+        if not self._before_read():
+            return []
+        from elasticsearch import helpers
+
+        with self._errors("exporting videos"):
+            kw = {"search_after": [after]} if after else {}
+            resp = self.client.search(index=self.videos_index, query={"match_all": {}}, size=min(limit, MAX_K),
+                                      sort=[{"video_id": "asc"}], **kw)
+            videos = [h["_source"] for h in resp["hits"]["hits"]]
+            if not videos:
+                return []
+            fields = ["frame_id", "video_id", "ts", "pdq", "pdq_quality"] + (["embedding"] if with_embeddings else [])
+            frames: dict[str, dict[str, dict]] = {}
+            for h in helpers.scan(self.client, index=self.alias, _source=fields, size=MAX_K, scroll="2m",
+                                  query={"query": {"terms": {"video_id": [v["video_id"] for v in videos]}}}):
+                f = h["_source"]
+                frames.setdefault(f["video_id"], {})[f["frame_id"]] = f  # one copy across a rollover
+        dim = self.dim or 0
+        out = []
+        for v in videos:
+            fr = sorted(frames.get(v["video_id"], {}).values(), key=lambda f: f["ts"])
+            recs = [FrameRecord(f["frame_id"], v["video_id"], float(f["ts"]),
+                                np.asarray(f["embedding"], np.float32) if with_embeddings
+                                else np.zeros(dim, np.float32), f.get("pdq"), f.get("pdq_quality")) for f in fr]
+            out.append((VideoRecord(
+                video_id=v["video_id"], path=v["path"], size_bytes=v.get("size_bytes") or 0,
+                duration=v.get("duration") or 0.0, width=v.get("width") or 0, height=v.get("height") or 0,
+                fps=v.get("fps"), has_audio=bool(v.get("has_audio")),
+                transcript=Transcript.from_dict(v["transcript_detail"]) if v.get("transcript_detail")
+                else Transcript(text=v.get("transcript") or ""),
+                sampler=v.get("sampler") or "", model_id=v.get("model_id") or "", frames=recs,
+                source=v.get("source"), uploaded_at=_s(v.get("uploaded_at")), indexed_at=_s(v.get("indexed_at")),
+                layout=v.get("layout"), layout_detail=v.get("layout_detail"),
+                warnings=list(v.get("warnings") or [])), v.get("decision")))
+        return out
+
+    def sweep_records(self) -> tuple[dict[str, dict], list[SweepCandidate]]:
+        if not self._ensure(create=False):
+            return {}, []
+        from elasticsearch import helpers
+
+        runs: dict[str, dict] = {}
+        cands: list[SweepCandidate] = []
+        with self._errors("reading sweep records"):
+            if not self.client.indices.exists(index=self.sweeps_index):
+                return {}, []
+            for h in helpers.scan(self.client, index=self.sweeps_index, query={"query": {"match_all": {}}}):
+                d = h["_source"]
+                if d.get("kind") == "run":
+                    runs[d["run_id"]] = d["state"]
+                elif d.get("kind") == "candidate":
+                    cands.append(SweepCandidate.from_dict(d))
+        return runs, cands
+
+    def drop(self) -> None:
+        c = self.client
+        with self._errors("deleting a generation"):
+            c.indices.delete(index=f"{self.alias}-0*,{self.videos_index},{self.sweeps_index}",
+                             ignore_unavailable=True, allow_no_indices=True)
+            for fn, name in ((c.indices.delete_index_template, self.template),
+                             (c.ilm.delete_lifecycle, self.lifecycle)):
+                try:
+                    fn(name=name)
+                except Exception as e:  # already gone
+                    if "not_found" not in str(e) and "resource_not_found" not in str(e):
+                        raise
+        self._ready = False
+        self.close()
 
     # -- sweeps --------------------------------------------------------------------------------
     def sweep_state(self, run_id: str) -> dict | None:

@@ -31,6 +31,7 @@ from search.local.db import (
     GuardedStore,
     ModelGuard,
     bump_epoch,
+    get_meta,
     connect,
     ensure_schema,
     set_meta,
@@ -72,6 +73,10 @@ SCHEMA = [
         pdq TEXT, pdq_quality INTEGER,
         embedding BLOB NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS exemplars_policy ON exemplars(policy)",
+    # the vectors of the model before the last rebuild, kept for `sludge migrate --rollback` until --finish
+    """CREATE TABLE IF NOT EXISTS kept_vectors (
+        exemplar_id TEXT PRIMARY KEY,
+        embedding BLOB NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS audit (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         ts REAL NOT NULL,
@@ -353,7 +358,7 @@ class LocalBank(GuardedStore, ExemplarBank):
         ]
 
     def rebuild(self, model_id: str, dim: int, reembed: Reembed, *,
-                actor: str | None = None) -> RebuildReport:
+                actor: str | None = None, keep_previous: bool = False, owner: str | None = None) -> RebuildReport:
         t0 = time.perf_counter()
         old_model = self.model_id
         same = old_model == model_id and self.dim == dim
@@ -367,6 +372,14 @@ class LocalBank(GuardedStore, ExemplarBank):
                                  f"({v.shape[0]}-d, expected {dim}-d); nothing was changed")
             new[ex.exemplar_id] = v / np.linalg.norm(v)
         with transaction(self.conn):
+            self.conn.execute("DELETE FROM kept_vectors")
+            for key in ("kept_model_id", "kept_dim"):
+                self.conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+            if keep_previous and old_model is not None and not same:
+                self.conn.execute("INSERT INTO kept_vectors(exemplar_id, embedding) "
+                                  "SELECT exemplar_id, embedding FROM exemplars")
+                set_meta(self.conn, "kept_model_id", old_model)
+                set_meta(self.conn, "kept_dim", str(self.dim))
             for eid, v in new.items():
                 self.conn.execute("UPDATE exemplars SET embedding = ?, model_id = ? WHERE exemplar_id = ?",
                                   (v.astype(np.float32).tobytes(), model_id, eid))
@@ -380,6 +393,23 @@ class LocalBank(GuardedStore, ExemplarBank):
         self._want_model, self._want_dim = model_id, dim
         self._vectors = VectorIndex(self.conn, "exemplars", where="enabled = 1")
         return report
+
+    def kept(self) -> tuple[str, int, dict[str, np.ndarray]] | None:
+        model = get_meta(self.conn, "kept_model_id")
+        if model is None:
+            return None
+        vecs = {r[0]: np.frombuffer(r[1], np.float32).copy()
+                for r in self.conn.execute("SELECT exemplar_id, embedding FROM kept_vectors")}
+        return model, int(get_meta(self.conn, "kept_dim") or 0), vecs
+
+    def drop_kept(self, *, actor: str | None = None) -> None:
+        with transaction(self.conn):
+            model = get_meta(self.conn, "kept_model_id")
+            self.conn.execute("DELETE FROM kept_vectors")
+            for key in ("kept_model_id", "kept_dim"):
+                self.conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+            if model is not None:
+                self._audit(actor, "bank.drop_kept", "bank", {"kept_model_id": model}, None)
 
     def info(self) -> dict:
         return {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import QueryError
-from indexer.records import VideoRecord
+from indexer.records import FrameRecord, Transcript, VideoRecord
 from search.errors import NotFoundError, StoreError
 from search.history import (
     NO_DECISION,
@@ -281,6 +282,52 @@ class LocalHistory(GuardedStore, FrameHistory):
             [fts_query(query), *args, limit],
         )
         return [TranscriptHit(r["video_id"], float(r["score"]), r["snip"]) for r in rows]
+
+    # -- generations ---------------------------------------------------------------------
+    def export_videos(self, after: str | None, limit: int, *,
+                      with_embeddings: bool = True) -> list[tuple[VideoRecord, str | None]]:
+        rows = self.conn.execute(
+            "SELECT * FROM videos WHERE video_id > ? ORDER BY video_id LIMIT ?", (after or "", limit)).fetchall()
+        if not rows:
+            return []
+        marks = ",".join("?" * len(rows))
+        col = "f.embedding" if with_embeddings else "NULL"
+        frames: dict[int, list] = {}
+        for f in self.conn.execute(
+                f"SELECT f.vid, f.frame_id, f.ts, f.pdq, f.pdq_quality, {col} FROM frames f "
+                f"WHERE f.vid IN ({marks}) ORDER BY f.vid, f.ts", [r["vid"] for r in rows]):
+            frames.setdefault(f[0], []).append(f)
+        dim = self.dim or 0
+        out = []
+        for r in rows:
+            fr = [FrameRecord(f[1], r["video_id"], f[2],
+                              np.frombuffer(f[5], np.float32).copy() if f[5] is not None else np.zeros(dim, np.float32),
+                              f[3], f[4]) for f in frames.get(r["vid"], [])]
+            out.append((VideoRecord(
+                video_id=r["video_id"], path=r["path"], size_bytes=r["size_bytes"] or 0, duration=r["duration"],
+                width=r["width"], height=r["height"], fps=r["fps"], has_audio=bool(r["has_audio"]),
+                transcript=Transcript.from_dict(json.loads(r["transcript_json"])) if r["transcript_json"]
+                else Transcript(text=r["transcript"]),
+                sampler=r["sampler"] or "", model_id=r["model_id"], frames=fr, source=r["source"],
+                uploaded_at=r["uploaded_at"], indexed_at=r["indexed_at"], layout=r["layout"],
+                layout_detail=json.loads(r["layout_json"]) if r["layout_json"] else None,
+                warnings=json.loads(r["warnings_json"]) if r["warnings_json"] else []), r["decision"]))
+        return out
+
+    def sweep_records(self) -> tuple[dict[str, dict], list[SweepCandidate]]:
+        runs = {r[0]: json.loads(r[1]) for r in self.conn.execute("SELECT run_id, state_json FROM sweep_runs")}
+        cands = [SweepCandidate.from_dict(json.loads(r[0]))
+                 for r in self.conn.execute("SELECT body_json FROM sweep_candidates ORDER BY policy, video_id")]
+        return runs, cands
+
+    def drop(self) -> None:
+        self._wrote = False
+        self.close()
+        for p in self.directory.iterdir():  # only this generation's files: the original holds the others' folder
+            if p.is_file() and (p.name.startswith(("history.sqlite3", "frames."))):
+                p.unlink()
+        if self.directory.parent.name == "generations":
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     # -- sweep records ---------------------------------------------------------------
     def sweep_state(self, run_id: str) -> dict | None:

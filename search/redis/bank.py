@@ -755,14 +755,19 @@ class RedisBank(ExemplarBank):
     # -- rebuild -------------------------------------------------------------------------------
 
     def rebuild(self, model_id: str, dim: int, reembed: Reembed, *,
-                actor: str | None = None) -> RebuildReport:
-        return self._guarded(self._rebuild, model_id, dim, reembed, actor)
+                actor: str | None = None, keep_previous: bool = False, owner: str | None = None) -> RebuildReport:
+        return self._guarded(self._rebuild, model_id, dim, reembed, actor, keep_previous, owner)
 
-    def _rebuild(self, model_id: str, dim: int, reembed: Reembed, actor: str | None) -> RebuildReport:
+    def _rebuild(self, model_id: str, dim: int, reembed: Reembed, actor: str | None, keep_previous: bool,
+                 owner: str | None) -> RebuildReport:
         t0 = time.perf_counter()
-        token = f"by {actor or default_actor()} since {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC"
+        mark = f"[{owner}] " if owner else ""
+        token = f"{mark}by {actor or default_actor()} since {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC"
         if not self._r.set(self._lock_key, token, nx=True, ex=3600):
-            raise StoreError(f"another rebuild is running ({_s(self._r.get(self._lock_key))})")
+            held = _s(self._r.get(self._lock_key) or b"")
+            if not (owner and held.startswith(mark)):  # a killed run of the same migration: take it over
+                raise StoreError(f"another rebuild is running ({held})")
+            self._r.set(self._lock_key, token, ex=3600)
         new_physical = None
         try:
             meta = self._load_meta()
@@ -803,12 +808,18 @@ class RedisBank(ExemplarBank):
                     self._r.expire(self._lock_key, 3600)
             self._wait_indexed(new_index, n)
             s = self.settings
+            keep = keep_previous and bool(old_gen) and not same and old_model is not None
+            dropped_kept = meta.get("kept_generation")
             with self._r.pipeline(transaction=True) as pipe:
                 self._alias_point(new_physical, pipe)
                 pipe.hset(self._meta_key, mapping={
                     "generation": new_gen, "index": new_physical, "model_id": model_id, "dim": dim,
                     "m": s.hnsw_m, "ef_construction": s.hnsw_ef_construction, "schema_version": SCHEMA_VERSION,
                     "created_at": repr(time.time())})
+                pipe.hdel(self._meta_key, "kept_generation", "kept_model_id", "kept_dim")
+                if keep:
+                    pipe.hset(self._meta_key, mapping={"kept_generation": old_gen, "kept_model_id": old_model,
+                                                       "kept_dim": old_dim or 0})
                 pipe.xadd(self._audit_key, self._audit_fields(
                     actor, "bank.rebuild", "bank",
                     {"model_id": old_model, "dim": old_dim, "index": meta.get("index"),
@@ -818,9 +829,12 @@ class RedisBank(ExemplarBank):
                 pipe.delete(self._lock_key)
                 pipe.execute()
             new_physical = None  # live now: not to be dropped below
-            if old_gen:
-                try:  # the old generation's index and documents go; nothing queries them any more
-                    self._r.execute_command("FT.DROPINDEX", self._physical(old_gen), "DD")
+            gone = [int(dropped_kept)] if dropped_kept else []
+            if old_gen and not keep:
+                gone.append(old_gen)
+            for g in gone:  # nothing queries these any more
+                try:
+                    self._r.execute_command("FT.DROPINDEX", self._physical(g), "DD")
                 except redis.exceptions.ResponseError:
                     pass
             self._load_meta()
@@ -834,6 +848,44 @@ class RedisBank(ExemplarBank):
                 except redis.exceptions.RedisError:
                     pass
                 self._r.delete(self._lock_key)
+
+    def kept(self) -> tuple[str, int, dict[str, np.ndarray]] | None:
+        def run() -> tuple[str, int, dict[str, np.ndarray]] | None:
+            meta = self._load_meta()
+            if not meta.get("kept_generation"):
+                return None
+            gen = int(meta["kept_generation"])
+            out: dict[str, np.ndarray] = {}
+            for keys in self._scan_batches(f"{self._prefix(gen)}:*"):
+                with self._r.pipeline(transaction=False) as pipe:
+                    for k in keys:
+                        pipe.hmget(k, "exemplar_id", "embedding", "embedding_off")
+                    for eid, on, off in pipe.execute():
+                        if eid and (on or off):
+                            out[_s(eid)] = np.frombuffer(on or off, np.float32).copy()
+            return meta["kept_model_id"], int(meta.get("kept_dim") or 0), out
+
+        return self._guarded(run)
+
+    def drop_kept(self, *, actor: str | None = None) -> None:
+        def run() -> None:
+            meta = self._load_meta()
+            if not meta.get("kept_generation"):
+                return
+            gen = int(meta["kept_generation"])
+            with self._r.pipeline(transaction=True) as pipe:
+                pipe.hdel(self._meta_key, "kept_generation", "kept_model_id", "kept_dim")
+                pipe.xadd(self._audit_key, self._audit_fields(
+                    actor, "bank.drop_kept", "bank", {"kept_model_id": meta.get("kept_model_id"),
+                                                      "index": self._physical(gen)}, None))
+                pipe.execute()
+            try:
+                self._r.execute_command("FT.DROPINDEX", self._physical(gen), "DD")
+            except redis.exceptions.ResponseError:
+                pass
+            self._load_meta()
+
+        self._guarded(run)
 
     def _scan_batches(self, pattern: str) -> Iterator[list[bytes]]:
         batch: list[bytes] = []

@@ -81,7 +81,7 @@ async def bank_add(request: Request, c: Ctx, s: Signed):
                 data = await up.read()
                 read_upload_image(data, up.filename)  # refuse non-images before keeping anything
                 # one folder per content, the file under the name it was uploaded with (shown on the page)
-                keep = c.settings.data_dir / "exemplars" / hashlib.sha256(data).hexdigest() / _safe_name(up.filename)
+                keep = c.settings.exemplars_dir / hashlib.sha256(data).hexdigest() / _safe_name(up.filename)
                 keep.parent.mkdir(parents=True, exist_ok=True)
                 keep.write_bytes(data)
                 items = exemplars_for(c.app_ctx, policy, image=keep, note=note, added_by=actor, lock=c.model_lock)
