@@ -50,6 +50,9 @@ BENCHES = [
     Bench("finetune", "finetune.py", "contrastive fine-tuning: training pairs/s, frozen-image phase vs joint",
           args=["--models", "sludge-tiny,ViT-B-32", "--pairs", "256"],
           quick=["--pairs", "32", "--batch-size", "16", "--epochs", "2"], timeout_s=1800),
+    Bench("migrate", "migrate.py", "sludge migrate of 100k frames, embedded and Elasticsearch: frames/s, killed -9 "
+          "and resumed (lost, duplicated), a query loop's errors throughout",
+          quick=["--frames", "2000", "--per-video", "10", "--batch", "8", "--backends", "embedded"], timeout_s=2400),
     Bench("ingest", "ingest.py", "end-to-end ingest, overlapped vs sequential pipeline",
           quick=["--limit", "3"], timeout_s=3600),
     Bench("layout", "layout.py", "layout analysis videos/min on 30 s 720p videos",

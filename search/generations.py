@@ -221,7 +221,7 @@ class ElasticRegistry(RegistryStore):
     def ensure_index(self) -> None:
         if not self.client.indices.exists(index=self.index):
             try:
-                self.client.indices.create(index=self.index, settings={"number_of_shards": 1},
+                self.client.indices.create(index=self.index, settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"},
                                            mappings={"dynamic": False, "properties": {}})
             except Exception as e:  # created by a concurrent process
                 if "resource_already_exists" not in str(e):
