@@ -123,37 +123,41 @@ class FileRegistry(RegistryStore):
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self.path = self.directory / "generations.json"
-        self._mtime: int | None = None
+        self._seen: tuple[int, int, int] | None = None  # (inode, mtime, size): each write is a new file
 
     def read(self) -> Registry | None:
         try:
             st = self.path.stat()
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
-            self._mtime = None
+            self._seen = None
             return None
         except (OSError, ValueError) as e:
             raise StoreError(f"cannot read the generation registry {self.path}: {e}") from None
-        self._mtime = st.st_mtime_ns
+        self._seen = _identity(st)
         return Registry.from_dict(data)
 
     def write(self, registry: Registry) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
-            now = self.path.stat().st_mtime_ns
+            now = _identity(self.path.stat())
         except FileNotFoundError:
             now = None
-        if now != self._mtime:
+        if now != self._seen:
             raise ConcurrentMigrationError(f"{self.path} changed since it was read; is another migration running?")
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(registry.to_dict(), indent=1))
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)  # readers see the old record or the new one, never half of one
-        self._mtime = self.path.stat().st_mtime_ns
+        self._seen = _identity(self.path.stat())
 
     def lock(self) -> "FileLock":
         return FileLock(self.directory / "generations.lock")
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 class FileLock:

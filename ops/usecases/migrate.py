@@ -100,6 +100,7 @@ class Migrator:
         if reg is not None:
             return reg
         with self._history(Generation("", None, None)) as h:  # a history never migrated: what it holds
+            h.refresh()  # a server store reads its mapping (and so its model) on first use
             return Registry(active=Generation("", h.model_id, h.dim))
 
     # -- status ---------------------------------------------------------------------------------

@@ -289,8 +289,8 @@ class ElasticHistory(FrameHistory):
                 want_dim is not None and have_dim and have_dim != want_dim):
             raise ModelMismatchError(
                 f"the frame history {self.alias} at {self.url} holds embeddings of {have_model} ({have_dim}-d); "
-                f"this run uses {want_model} ({want_dim}-d). Use the same encoder settings, or another index "
-                "prefix (SLUDGE_ELASTIC__INDEX_PREFIX) for the new model")
+                f"this run uses {want_model} ({want_dim}-d). Use the same encoder settings, move the history to the "
+                "new model with `sludge migrate`, or use another index prefix (SLUDGE_ELASTIC__INDEX_PREFIX)")
         self._model, self._dim = have_model, have_dim or None
 
     # -- documents -------------------------------------------------------------------------------

@@ -126,8 +126,8 @@ class ModelGuard:
         if have != model_id or (dim is not None and self.dim != dim):
             raise ModelMismatchError(
                 f"the {self.what} at {self.location} holds embeddings of {have} ({self.dim}-d); "
-                f"this run uses {model_id} ({dim}-d). Use the same encoder settings, "
-                f"or a new data directory (SLUDGE_DATA_DIR) for the new model"
+                f"this run uses {model_id} ({dim}-d). Use the same encoder settings, move the stores to the new "
+                f"model with `sludge migrate`, or use a new data directory (SLUDGE_DATA_DIR) for it"
             )
 
     def claim(self, model_id: str, dim: int) -> None:

@@ -213,7 +213,8 @@ class RedisBank(ExemplarBank):
             raise ModelMismatchError(
                 f"the exemplar bank in Redis at {self.location} (index {settings.index_name}) holds "
                 f"embeddings of {have} ({self._meta.get('dim')}-d); this run uses {model_id} ({dim}-d). "
-                f"Re-embed the bank with `sludge bank reindex`, or use another "
+                f"Move the bank and the history to it with `sludge migrate`, re-embed the bank alone with "
+                f"`sludge bank reindex`, or use another "
                 f"SLUDGE_REDIS__INDEX_NAME and SLUDGE_REDIS__KEY_PREFIX for the new model"
             )
         self._live = SearchIndex(self._schema(settings.index_name, 1, self.dim or 1), redis_client=self._r)
