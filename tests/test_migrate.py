@@ -187,6 +187,6 @@ def test_migrate_whole_loop_with_a_kill(env, clips, swatches, tmp_path):
     # the gate: a model that recalls the pairs worse is refused, with the difference, and nothing starts
     r = run("migrate", "--model", "sludge-tiny", "--random-weights", "--eval-pairs", str(swatches),
             "--eval-split", "all", ok=False)
-    assert "refused to switch" in r.output + r.stderr and "mean recall" in r.output + r.stderr
+    assert "refused to switch" in r.output + r.stderr and "mean recall@1/5/10" in r.output + r.stderr
     reg, _ = generations()
     assert reg.migration is None and reg.active.model_id == new_model

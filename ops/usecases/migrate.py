@@ -390,9 +390,9 @@ def gate(app: App, old: Encoder, new: Encoder, files: list[str], split: str | No
     before, after = evaluate([old, new], ps, split)
     diff = after.recall["mean"] - before.recall["mean"]
     passed = diff >= 0
-    msg = (f"mean recall on {len(ps.split(split))} pairs: {before.recall['mean']:.1f} ({old.model_id}) → "
-           f"{after.recall['mean']:.1f} ({new.model_id}), {diff:+.1f}")
+    msg = (f"mean recall@1/5/10 both ways on {len(ps.split(split))} pairs: {100 * before.recall['mean']:.1f} % "
+           f"({old.model_id}) → {100 * after.recall['mean']:.1f} % ({new.model_id}), {100 * diff:+.1f} points")
     if not passed:
         msg = f"refused to switch: the new model recalls less than the old one; {msg}"
     return {"passed": passed, "message": msg, "before": before.to_dict(), "after": after.to_dict(),
-            "difference": round(diff, 2)}
+            "difference": round(diff, 4)}
