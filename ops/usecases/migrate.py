@@ -179,6 +179,8 @@ class Migrator:
             reg.previous, reg.active, reg.migration = reg.active, target, None
             self.store.write(reg)  # the switch: one write every reader sees whole
             report.active, report.previous, report.state = reg.active, reg.previous, mig
+            report.notes.append("policy thresholds are cosine scores of the old model: check them against the new "
+                                "one with `sludge bank calibrate --policy P --positives DIR --negatives DIR`")
             return report
 
     def _copy(self, reg: Registry, src: FrameHistory, dst: FrameHistory, enc: Encoder, *,
