@@ -23,7 +23,8 @@ from PIL import Image
 
 from conftest import ffmpeg
 
-SOURCES = ["testsrc2", "mandelbrot", "smptebars", "rgbtestsrc", "cellauto"]
+SOURCES = ["testsrc2", "mandelbrot", "smptebars", "cellauto"]
+FRAMES = 2  # per video (the sampler below)
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30),
            "black": (10, 10, 10), "white": (245, 245, 245)}
 
@@ -56,7 +57,7 @@ def swatches(tmp_path_factory) -> Path:
 @pytest.fixture
 def env(cli_env, request, monkeypatch):
     monkeypatch.setenv("SLUDGE_TRANSCRIBER__ENABLED", "false")
-    monkeypatch.setenv("SLUDGE_INDEX__SAMPLER", "uniform:3")
+    monkeypatch.setenv("SLUDGE_INDEX__SAMPLER", f"uniform:{FRAMES}")
     if request.param == "servers":
         redis_url = request.getfixturevalue("redis_url")
         es_url = request.getfixturevalue("es_url")
@@ -138,7 +139,7 @@ def test_migrate_whole_loop_with_a_kill(env, clips, swatches, tmp_path):
     assert proc.returncode == -9, proc.stderr
     reg, gens = generations()
     assert reg.migration is not None and reg.migration.phase == "history" and reg.migration.cursor is None
-    assert gens[reg.migration.target.name][0] == 2 * 3  # the batch is stored (2 videos, 3 frames each)
+    assert gens[reg.migration.target.name][0] == 2 * FRAMES  # the batch is stored (2 videos)
     # the old generation still answers, with the old model
     assert json.loads(run("recall", "--query", "two feeds stacked", "--format", "json").stdout) == before
     status = last_json(run("migrate", "--status", "--json"))
@@ -154,7 +155,7 @@ def test_migrate_whole_loop_with_a_kill(env, clips, swatches, tmp_path):
     assert rep["bank"]["exemplars"] == 2
     reg, gens = generations()
     assert reg.migration is None and reg.active.model_id == new_model
-    frames = len(SOURCES) * 3
+    frames = len(SOURCES) * FRAMES
     assert gens[reg.active.name] == (frames, frames)  # none lost, none twice
     assert gens[reg.previous.name] == (frames, frames)
     # readers follow the switch: the configuration does not name a model
@@ -179,7 +180,7 @@ def test_migrate_whole_loop_with_a_kill(env, clips, swatches, tmp_path):
     assert rep["previous"]["model_id"] == old_model  # the one dropped
     reg, gens = generations()
     assert reg.previous is None and reg.active.model_id == new_model
-    assert gens == {reg.active.name: (frames + 3, frames + 3)}
+    assert gens == {reg.active.name: (frames + FRAMES, frames + FRAMES)}
     assert last_json(run("bank", "info", "--json"))["model_id"] == new_model
     assert len(json.loads(run("recall", "--query", "two feeds stacked", "--format", "json").stdout)) == len(SOURCES) + 1
     run("migrate", "--rollback", ok=False)  # nothing kept any more
