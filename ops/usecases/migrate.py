@@ -152,6 +152,9 @@ class Migrator:
                 self.store.write(reg)
             target = mig.target
             src, dst = self._history(reg.active), self._history(target)
+            if mig.phase == "bank" and mig.failed and not accept_losses:
+                mig.failed.clear()  # run again after restoring media: the catch-up tries those videos again
+                mig.phase, mig.cursor = "catch-up", None
             if mig.phase == "history":
                 self._copy(reg, src, dst, new_enc)
                 mig.phase, mig.cursor = "catch-up", None
