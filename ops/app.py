@@ -18,6 +18,7 @@ from indexer.sampling import Sampler, parse_sampler
 from ops.config import Settings
 from search.bank import ExemplarBank
 from search.factory import open_bank, open_history
+from search.generations import ORIGINAL, Generation
 from search.history import FrameHistory
 
 err_console = Console(stderr=True, highlight=False)
@@ -45,6 +46,15 @@ class App:
                               limits=self.limits, status=err_console.status, on_loaded=_say_if_random)
 
     @cached_property
+    def registry(self):
+        """The history's generations (search/generations.py), read once per command: None if never migrated."""
+        from search.factory import read_registry
+
+        url = self.settings.es_url.get_secret_value() if self.settings.es_url is not None else None
+        return read_registry(es_url=url, elastic=self.settings.elastic, history_dir=self.settings.history_dir,
+                             outbox_dir=self.settings.data_dir / "outbox")
+
+    @cached_property
     def encoder_settings(self):
         """The configured encoder, or the one the stores were migrated to (``sludge migrate``).
 
@@ -54,11 +64,7 @@ class App:
         s = self.settings.encoder
         if {"model", "pretrained"} & s.model_fields_set:
             return s
-        from search.factory import read_registry
-
-        url = self.settings.es_url.get_secret_value() if self.settings.es_url is not None else None
-        reg = read_registry(es_url=url, elastic=self.settings.elastic, history_dir=self.settings.history_dir,
-                            outbox_dir=self.settings.data_dir / "outbox")
+        reg = self.registry
         spec = reg.active.encoder if reg is not None else None
         if not spec or (spec.get("model"), spec.get("pretrained")) == (s.model, s.pretrained):
             return s
@@ -145,8 +151,10 @@ class App:
     def history(self, *, with_encoder: bool = True) -> FrameHistory:
         model_id, dim = (self.encoder.model_id, self.encoder.dim) if with_encoder else (None, None)
         url = self.settings.es_url.get_secret_value() if self.settings.es_url is not None else None
+        reg = self.registry
+        gen = reg.generation_for(model_id) if reg is not None else Generation(ORIGINAL, None, None)
         hist = open_history(es_url=url, elastic=self.settings.elastic, history_dir=self.settings.history_dir,
-                            outbox_dir=self.settings.data_dir / "outbox", model_id=model_id, dim=dim)
+                            outbox_dir=self.settings.data_dir / "outbox", model_id=model_id, dim=dim, generation=gen)
         self._stores.append(hist)
         return hist
 

@@ -21,6 +21,7 @@ import abc
 import hashlib
 import json
 import os
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,9 +109,12 @@ class RegistryStore(abc.ABC):
     @abc.abstractmethod
     def write(self, registry: Registry) -> None: ...
 
-    def get(self, default_model: str | None = None, default_dim: int | None = None) -> Registry:
-        """The registry, or the one a history without generations implicitly has."""
-        return self.read() or Registry(active=Generation(ORIGINAL, default_model, default_dim))
+    def prepare(self) -> None:
+        """Make the place the registry is written to (before a migration's first write)."""
+
+    def lock(self) -> AbstractContextManager:
+        """Held for a whole migration where the store can lock; ``write`` refuses a concurrent writer anyway."""
+        return nullcontext()
 
 
 class ConcurrentMigrationError(StoreError):
@@ -152,7 +156,7 @@ class FileRegistry(RegistryStore):
         os.replace(tmp, self.path)  # readers see the old record or the new one, never half of one
         self._seen = _identity(self.path.stat())
 
-    def lock(self) -> "FileLock":
+    def lock(self) -> FileLock:
         return FileLock(self.directory / "generations.lock")
 
 
@@ -222,7 +226,7 @@ class ElasticRegistry(RegistryStore):
             ) from None
         self._seq = (resp["_seq_no"], resp["_primary_term"])
 
-    def ensure_index(self) -> None:
+    def prepare(self) -> None:
         if not self.client.indices.exists(index=self.index):
             try:
                 self.client.indices.create(index=self.index, settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"},

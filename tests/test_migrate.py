@@ -16,17 +16,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from conftest import ffmpeg
+from test_encoder_finetune import COLOURS, _image  # the same noisy colour swatches
 
 SOURCES = ["testsrc2", "mandelbrot", "smptebars", "cellauto"]
 FRAMES = 2  # per video (the sampler below)
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30),
-           "black": (10, 10, 10), "white": (245, 245, 245)}
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +43,7 @@ def swatches(tmp_path_factory) -> Path:
     lines = []
     for name, rgb in COLOURS.items():
         for k in range(8):
-            rng = np.random.default_rng(hash((name, k)) % 2**32)
-            arr = np.clip(np.array(rgb)[None, None, :] + rng.normal(0, 12, (40, 40, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(arr).save(d / f"{name}{k}.png")
+            _image(rgb, hash((name, k)) % 2**32, 40).save(d / f"{name}{k}.png")
             lines.append({"image": f"{name}{k}.png", "text": f"a plain {name} picture", "group": f"{name}{k}",
                           "split": "train" if k < 6 else "val"})
     (d / "pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))

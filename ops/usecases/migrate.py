@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ from indexer.records import FrameRecord, VideoRecord
 from ops.faults import fault_point
 from search.errors import StoreError
 from search.factory import history_registry, open_history
-from search.generations import FileRegistry, Generation, MigrationState, Registry, RegistryStore, generation_name
+from search.generations import Generation, MigrationState, Registry, RegistryStore, generation_name
 from search.history import FrameHistory
 
 if TYPE_CHECKING:
@@ -82,10 +82,8 @@ class Migrator:
     # -- plumbing --------------------------------------------------------------------------------
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        lock = self.store.lock() if isinstance(self.store, FileRegistry) else nullcontext()
-        if not isinstance(self.store, FileRegistry):
-            self.store.ensure_index()  # type: ignore[attr-defined]
-        with lock:
+        self.store.prepare()
+        with self.store.lock():
             yield
 
     def _history(self, gen: Generation) -> FrameHistory:
@@ -169,7 +167,7 @@ class Migrator:
                     + "; ".join(f"{v[:12]}: {r}" for v, r in list(mig.failed.items())[:3])
                     + "); nothing was switched. Restore their sources, or pass --accept-losses to switch without them")
             if mig.phase == "bank":
-                report.bank = self._rebuild_bank(new_enc, owner=mig.migration_id, kept_encoder=None)
+                report.bank = self._rebuild_bank(new_enc, owner=mig.migration_id)
                 mig.phase = "switch"
                 self.store.write(reg)
             self._copy_sweeps(src, dst)
@@ -246,7 +244,7 @@ class Migrator:
         if cands:
             dst.upsert_candidates(cands)  # merged per (policy, video): copying twice changes nothing
 
-    def _rebuild_bank(self, enc: Encoder, *, owner: str, kept_encoder: Callable[[], Encoder] | None) -> dict:
+    def _rebuild_bank(self, enc: Encoder, *, owner: str) -> dict:
         from search.exemplars import reembed
 
         bank = self.app.bank(with_encoder=False)
@@ -259,7 +257,7 @@ class Migrator:
         def fn(ex: Any, old: np.ndarray | None) -> np.ndarray:
             if ex.exemplar_id in reuse:
                 return reuse[ex.exemplar_id]
-            return reembed(kept_encoder() if kept_encoder else enc, ex, keep_dir)
+            return reembed(enc, ex, keep_dir)
 
         rep = bank.rebuild(enc.model_id, enc.dim, fn, keep_previous=True, owner=owner, actor="sludge migrate")
         return {"exemplars": rep.exemplars, "reembedded": rep.reembedded - len(reuse), "reused": len(reuse),
@@ -281,7 +279,7 @@ class Migrator:
         reg.migration = MigrationState(uuid.uuid4().hex[:12], reg.previous, phase="catch-up")
         caught = self._copy(reg, active, previous, enc, only_missing=True)
         failed = dict(reg.migration.failed)
-        bank = self._rebuild_bank(enc, owner=reg.migration.migration_id, kept_encoder=None)
+        bank = self._rebuild_bank(enc, owner=reg.migration.migration_id)
         self._copy_sweeps(active, previous)
         previous.flush_pending()
         previous.refresh()
@@ -326,7 +324,7 @@ class Migrator:
                 raise StoreError("no migration is under way")
             notes = []
             if mig.phase == "switch":  # the bank already holds the new vectors: back to the kept ones
-                bank = self._rebuild_bank(self._encoder_of(reg.active), owner=mig.migration_id, kept_encoder=None)
+                bank = self._rebuild_bank(self._encoder_of(reg.active), owner=mig.migration_id)
                 self.app.bank(with_encoder=False).drop_kept(actor="sludge migrate")
                 notes.append(f"bank back on {reg.active.model_id} ({bank.get('exemplars', 0)} exemplars)")
             self._history(mig.target).drop()
